@@ -1,0 +1,114 @@
+"""Find and read leaves on disk, safely: bounded reads, no escape through symlinks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Iterator
+
+from . import diagnostics as d
+from .rules import KNOWN_TREES
+from .validate import LeafResult, Options, validate_leaf
+
+LEAF_NAMES = ("qna.yaml", "qna.yml")
+
+
+def split_taxonomy_path(path: Path) -> tuple[Path, PurePosixPath]:
+    """(taxonomy root, path inside it), found from the last known top-level folder name."""
+    parts = path.parts
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] in KNOWN_TREES:
+            return Path(*parts[:i]) if i else Path("."), PurePosixPath(*parts[i:])
+    return path.parent, PurePosixPath(path.name)
+
+
+def display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def read_bounded(path: Path, max_bytes: int) -> bytes:
+    """Read at most ``max_bytes + 1`` bytes so that the size check never loads a huge file."""
+    with open(path, "rb") as f:
+        return f.read(max_bytes + 1)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except (ValueError, OSError, RuntimeError):
+        return False
+
+
+def read_leaf(path: Path, options: Options = Options(), root: Path | None = None) -> LeafResult:
+    path = Path(os.path.abspath(path))
+    tax_root, rel = split_taxonomy_path(path)
+    root = Path(os.path.abspath(root)) if root else tax_root
+    shown = display(path)
+    result = LeafResult(path=str(rel), file=shown)
+    if path.is_symlink() and not _inside(path, root):
+        result.diagnostics.append(d.make(d.PATH_ESCAPE, shown, 1, 1,
+                                         "this leaf is a symbolic link pointing outside the taxonomy",
+                                         "Commit the file itself; links out of the tree are refused."))
+        return result
+    try:
+        raw = read_bounded(path, options.max_bytes)
+    except IsADirectoryError:
+        raw = None
+        msg = "is a folder, not a file"
+    except FileNotFoundError:
+        raw = None
+        msg = "does not exist"
+    except OSError as e:
+        raw = None
+        msg = f"cannot be read: {e.strerror or e}"
+    if raw is None:
+        result.diagnostics.append(d.make(d.FILE_UNREADABLE, shown, 1, 1, f"the file {msg}"))
+        return result
+
+    def attribution() -> bytes | None:
+        sib = path.parent / "attribution.txt"
+        if not sib.is_file() or (sib.is_symlink() and not _inside(sib, root)):
+            return None
+        try:
+            return read_bounded(sib, options.max_bytes)
+        except OSError:
+            return None
+
+    return validate_leaf(str(rel), raw, attribution=attribution, file=shown, options=options)
+
+
+def find_leaves(root: Path) -> Iterator[Path]:
+    """Every qna.yaml (and misnamed qna.yml) under ``root``, in sorted order; the known
+    top-level trees only when ``root`` is a taxonomy root."""
+    root = Path(root)
+    tops = [root / t for t in KNOWN_TREES if (root / t).is_dir()]
+    for top in tops or [root]:
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+            dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+            for name in sorted(filenames):
+                if name in LEAF_NAMES:
+                    yield Path(dirpath) / name
+
+
+def expand(paths: Iterable[Path]) -> Iterator[Path]:
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            yield from find_leaves(p)
+        else:
+            yield p
+
+
+def validate_paths(paths: Iterable[Path], options: Options = Options()) -> list[LeafResult]:
+    return [read_leaf(p, options) for p in expand(paths)]
+
+
+def iter_leaves(root: Path, options: Options = Options()) -> Iterator[LeafResult]:
+    """Parsed and validated leaves of a taxonomy; ``data`` is set when the leaf parsed."""
+    root = Path(root)
+    for p in find_leaves(root):
+        yield read_leaf(p, options, root=root)
