@@ -59,31 +59,31 @@ def changed_leaves(repo: Path, base: str, head: str | None = None, under: str = 
         args.append(head)
     args += ["--", under or "."]
     raw = git(repo, *args).decode("utf-8", "surrogateescape").split("\0")
-    changes: dict[str, Change] = {}
+    entries = []  # (status letter, old path, new path)
     i = 0
-    while i < len(raw) - 1:
-        code = raw[i]
-        if not code:
-            break
-        if code[0] in "RC":
-            old, new = raw[i + 1], raw[i + 2]
+    while i < len(raw) - 1 and raw[i]:
+        code = raw[i][0]
+        if code in "RC":
+            entries.append((code, raw[i + 1], raw[i + 2]))
             i += 3
-            leaf = _leaf_of(new)
-            if leaf:
-                changes[leaf] = Change(leaf, "renamed" if leaf == new else "modified",
-                                       old if leaf == new else None)
-            continue
-        path = raw[i + 1]
-        i += 2
-        leaf = _leaf_of(path)
-        if not leaf:
-            continue
-        status = {"A": "added", "D": "deleted"}.get(code[0], "modified")
-        if leaf != path:  # a side file changed: the leaf itself is modified, if it still exists
-            if leaf not in changes:
+        else:
+            entries.append((code, raw[i + 1], raw[i + 1]))
+            i += 2
+    changes: dict[str, Change] = {}
+    for code, old, new in entries:
+        if PurePosixPath(new).name in LEAF_FILES:
+            if code == "R":
+                changes[new] = Change(new, "renamed", old)
+            else:
+                changes[new] = Change(new, {"A": "added", "D": "deleted", "C": "added"}.get(code, "modified"))
+        elif code == "R" and PurePosixPath(old).name in LEAF_FILES:
+            changes[old] = Change(old, "deleted")  # renamed to a name that is no leaf
+    exists = _exists_at(repo, head)
+    for code, old, new in entries:  # a changed attribution.txt changes the leaf beside it
+        for side in {old, new}:
+            leaf = _leaf_of(side)
+            if leaf and leaf != side and leaf not in changes and exists(leaf):
                 changes[leaf] = Change(leaf, "modified")
-            continue
-        changes[leaf] = Change(leaf, status)
     if head is None:
         untracked = git(repo, "ls-files", "--others", "--exclude-standard", "-z", "--",
                         under or ".").decode("utf-8", "surrogateescape").split("\0")
@@ -92,6 +92,13 @@ def changed_leaves(repo: Path, base: str, head: str | None = None, under: str = 
             if leaf and leaf not in changes:
                 changes[leaf] = Change(leaf, "added" if leaf == path else "modified")
     return sorted(changes.values(), key=lambda c: c.path)
+
+
+def _exists_at(repo: Path, head: str | None):
+    if head is None:
+        return lambda path: (repo / path).is_file()
+    return lambda path: subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{head}:{path}"],
+                                       capture_output=True).returncode == 0
 
 
 def read_at(repo: Path, ref: str, path: str, max_bytes: int) -> bytes | None:

@@ -77,12 +77,18 @@ class _Key:
 KEY = _Key()
 
 
+def too_large(size: int, max_bytes: int) -> LoadError:
+    return LoadError(d.FILE_TOO_LARGE, 1, 1, f"the file is {size:,} bytes; the limit is {max_bytes:,}",
+                     "A qna.yaml holds a handful of seed examples; put long source text in "
+                     "the knowledge document repository instead.")
+
+
 def decode(raw: bytes, max_bytes: int = MAX_BYTES) -> str:
     if len(raw) > max_bytes:
-        raise LoadError(d.FILE_TOO_LARGE, 1, 1,
-                        f"the file is {len(raw):,} bytes; the limit is {max_bytes:,}",
-                        "A qna.yaml holds a handful of seed examples; put long source text in "
-                        "the knowledge document repository instead.")
+        raise too_large(len(raw), max_bytes)
+    if raw.startswith(b"\xff\xfe") or raw.startswith(b"\xfe\xff"):
+        raise LoadError(d.FILE_ENCODING, 1, 1, "the file is UTF-16; it must be UTF-8",
+                        "Save the file as UTF-8 without a byte order mark.")
     nul = raw.find(b"\x00")
     if nul >= 0:
         line = raw.count(b"\n", 0, nul) + 1
@@ -90,9 +96,6 @@ def decode(raw: bytes, max_bytes: int = MAX_BYTES) -> str:
                         "the file holds a NUL byte: it is binary, not YAML text",
                         "Commit a text qna.yaml; binary data (images, PDFs) belongs in the "
                         "document repository.")
-    if raw.startswith(b"\xff\xfe") or raw.startswith(b"\xfe\xff"):
-        raise LoadError(d.FILE_ENCODING, 1, 1, "the file is UTF-16; it must be UTF-8",
-                        "Save the file as UTF-8 without a byte order mark.")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

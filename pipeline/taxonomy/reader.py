@@ -7,6 +7,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
 from . import diagnostics as d
+from .loader import too_large
 from .rules import KNOWN_TREES
 from .validate import LeafResult, Options, validate_leaf
 
@@ -55,6 +56,11 @@ def read_leaf(path: Path, options: Options = Options(), root: Path | None = None
                                          "Commit the file itself; links out of the tree are refused."))
         return result
     try:
+        size = path.stat().st_size
+        if size > options.max_bytes and path.is_file():
+            e = too_large(size, options.max_bytes)
+            result.diagnostics.append(d.make(e.rule, shown, 1, 1, e.message, e.hint))
+            return result
         raw = read_bounded(path, options.max_bytes)
     except IsADirectoryError:
         raw = None
