@@ -92,17 +92,35 @@ def compile_schema(schema: Any, resolve: Callable[[str, str], Any], base: str = 
                 return None
             props[k] = sub
         items = tuple(props.items())
-        checks.append(lambda x: not isinstance(x, dict)
-                      or all(f(x[k]) for k, f in items if k in x))
+
+        def check_properties(x, items=items):
+            if isinstance(x, dict):
+                for k, f in items:
+                    if k in x and not f(x[k]):
+                        return False
+            return True
+        checks.append(check_properties)
     if "items" in schema:
         sub = compile_schema(schema["items"], resolve, base)
         if sub is None:
             return None
-        checks.append(lambda x: not isinstance(x, list) or all(sub(i) for i in x))
+        def check_items(x, sub=sub):
+            if isinstance(x, list):
+                for i in x:
+                    if not sub(i):
+                        return False
+            return True
+        checks.append(check_items)
     if schema.get("unevaluatedProperties", True) is False:
         allowed = frozenset(known_props)
         checks.append(lambda x: not isinstance(x, dict) or allowed.issuperset(x))
     elif "unevaluatedProperties" in schema:
         return None
     checks_t = tuple(checks)
-    return lambda x: all(c(x) for c in checks_t)
+
+    def check_all(x):
+        for c in checks_t:
+            if not c(x):
+                return False
+        return True
+    return check_all

@@ -91,6 +91,8 @@ def _blank_lines(text: str, where, make) -> Iterator[d.Diagnostic]:
         yield make(d.EMPTY_LINES, body.count("\n") + 1 + trail, 1,
                    f"too many blank lines ({trail} > 0) at the end",
                    "Remove the blank lines after the last line.")
+    if "\n\n\n\n" not in body and "\n\r\n\r\n\r\n" not in body:
+        return
     for m in _BLANK_RUN.finditer(body, len(text) - len(stripped)):
         run = m.group().count("\n") - 1
         line, _ = where(m.end())

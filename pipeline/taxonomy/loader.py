@@ -30,6 +30,7 @@ MAX_NODES = 100_000  # nodes after alias expansion
 MAX_DEPTH = 64
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 _LATIN1_HINT = ("Save the file as UTF-8. It looks like Latin-1 or Windows-1252 text "
                 "(for example an accented letter typed in an old editor).")
 
@@ -174,6 +175,8 @@ class _Builder:
         self.anchors: dict[str, tuple[Any, int]] = {}  # anchor -> (value, expanded weight)
         self.positions: dict = {}
         self.duplicates: list = []
+        self._implicit = self.loader.yaml_implicit_resolvers
+        self._implicit_any = self.loader.yaml_implicit_resolvers.get(None, [])
 
     def build(self) -> Loaded:
         get, check = self.loader.get_event, self.loader.check_event
@@ -295,10 +298,22 @@ class _Builder:
     def _resolve(self, event) -> str:
         if event.tag and event.tag != "!":
             return event.tag
-        return self.loader.resolve(ScalarNode, event.value, event.implicit)
+        if not event.implicit[0]:  # quoted or block scalar: always a string
+            return _STR_TAG
+        # Inlined Resolver.resolve: a first-character index into the implicit resolvers.
+        value = event.value
+        for tag, regexp in self._implicit.get(value[:1], ()):
+            if regexp.match(value):
+                return tag
+        for tag, regexp in self._implicit_any:
+            if regexp.match(value):
+                return tag
+        return _STR_TAG
 
     def _scalar(self, event, tag: str | None = None) -> Any:
         tag = tag or self._resolve(event)
+        if tag == _STR_TAG:
+            return event.value
         constructor = self.loader.yaml_constructors.get(tag)
         m = event.start_mark
         if constructor is None or tag == _MERGE_TAG:

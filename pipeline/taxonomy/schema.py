@@ -8,10 +8,6 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urljoin
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from . import diagnostics as d
 from .fastcheck import compile_schema
@@ -31,33 +27,41 @@ def _schema_root():
 
 
 @functools.lru_cache(maxsize=None)
-def _registry() -> Registry:
+def all_schemas() -> dict[str, dict]:
+    """Every schema document by its ``$id``."""
     root = _schema_root()
-    resources = []
+    out = {}
     for v in SUPPORTED_VERSIONS:
         for name in ("version", *KINDS):
             contents = json.loads(root.joinpath(f"v{v}", f"{name}.json").read_text("utf-8"))
-            resources.append((contents["$id"], Resource.from_contents(contents, DRAFT202012)))
-    return Registry().with_resources(resources)
+            out[contents["$id"]] = contents
+    return out
 
 
 def schema_for(kind: str, version: int) -> dict:
-    return _registry().contents(f"{SCHEMA_BASE}/v{version}/{kind}.json")
+    return all_schemas()[f"{SCHEMA_BASE}/v{version}/{kind}.json"]
 
 
 @functools.lru_cache(maxsize=None)
-def _validator(kind: str, version: int) -> Draft202012Validator:
-    return Draft202012Validator(schema_for(kind, version), registry=_registry())
+def _validator(kind: str, version: int):
+    # jsonschema costs ~120 ms to import; only a failing leaf needs it, to explain the failure.
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    registry = Registry().with_resources(
+        (uri, Resource.from_contents(c, DRAFT202012)) for uri, c in all_schemas().items())
+    return Draft202012Validator(schema_for(kind, version), registry=registry)
 
 
 @functools.lru_cache(maxsize=None)
 def fast_check(kind: str, version: int):
     """A compiled validity check, or None when the schema leaves the supported subset."""
-    resolver = _registry().resolver()
+    schemas = all_schemas()
 
     def resolve(base: str, ref: str):
-        resolved = resolver.lookup(urljoin(base, ref))
-        return resolved.contents, urljoin(base, ref)
+        uri = urljoin(base, ref)
+        return schemas[uri], uri
 
     return compile_schema(schema_for(kind, version), resolve, "")
 
@@ -80,16 +84,7 @@ def validate(loaded: Loaded, kind: str, version: int, file: str) -> Iterator[d.D
         yield from _to_diagnostics(error, loaded, file)
 
 
-def _leaves(error: ValidationError) -> Iterator[ValidationError]:
-    """Descend into anyOf/oneOf/$ref wrappers to the errors that say what is wrong."""
-    if error.context:
-        for sub in error.context:
-            yield from _leaves(sub)
-    else:
-        yield error
-
-
-def _to_diagnostics(error: ValidationError, loaded: Loaded, file: str) -> Iterator[d.Diagnostic]:
+def _to_diagnostics(error, loaded: Loaded, file: str) -> Iterator[d.Diagnostic]:
     path = tuple(error.absolute_path)
     yp = yaml_path(path)
     kw = error.validator

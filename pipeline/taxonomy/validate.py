@@ -51,8 +51,8 @@ class LeafResult:
                 "diagnostics": [x.to_dict() for x in sorted(self.diagnostics)]}
 
 
-def kind_of(rel: PurePosixPath, data: Any) -> str:
-    top = rel.parts[0] if rel.parts else ""
+def kind_of(rel: str, data: Any) -> str:
+    top = rel.split("/", 1)[0]
     if top == "knowledge":
         return "knowledge"
     if top in ("compositional_skills", "foundational_skills"):
@@ -67,12 +67,12 @@ def validate_leaf(path: str, raw: bytes | str, *, attribution: Attribution = Non
     ``attribution`` is the content of the sibling attribution.txt (None when absent), or a
     callable returning it, so callers that fetch over the network only do so when needed.
     """
-    rel = PurePosixPath(path)
-    result = LeafResult(path=str(rel), file=file or str(rel))
+    rel = path.replace("\\", "/")
+    result = LeafResult(path=rel, file=file or rel)
     diags = result.diagnostics
     strict = options.strict
     diags.extend(rules.check_path(rel, result.file, strict))
-    if rel.name not in ("qna.yaml",):
+    if rel.rsplit("/", 1)[-1] != "qna.yaml":
         return result
     try:
         loaded = load(raw, max_bytes=options.max_bytes)

@@ -1,0 +1,1 @@
+"""Sprout's GitHub-facing shell: webhook app, durable store, worker, handlers."""
