@@ -83,6 +83,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def cmd_bot_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from bot.app import create_app
+        from bot.settings import Settings, SettingsError
+    except ImportError as e:
+        print(f"sprout bot serve: {e}; install the bot with: pip install 'sprout[bot]'", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        print(f"sprout bot serve: {e}", file=sys.stderr)
+        return 2
+    dispatcher = None
+    if not args.no_retrain:
+        from bot.dispatch import Dispatcher
+        dispatcher = Dispatcher.from_settings(settings)
+    app = create_app(settings, dispatcher=dispatcher, workers=args.workers)
+    print(f"Sprout bot on http://{args.host}:{args.port} (webhook: POST /webhook, status: /, "
+          f"metrics: /metrics); store {settings.database_path}", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sprout",
@@ -120,6 +145,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="colour the text output (default: auto)")
     v.add_argument("--no-hints", action="store_true", help="leave out the fix-it hints")
     v.set_defaults(func=cmd_validate)
+
+    b = sub.add_parser("bot", help="the GitHub webhook bot",
+                       description="The GitHub-facing bot: validates pull requests, answers "
+                                   "/sprout commands, dispatches retraining on merge.")
+    bsub = b.add_subparsers(dest="bot_command", metavar="COMMAND")
+    serve = bsub.add_parser(
+        "serve", help="run the webhook server and its worker",
+        description="Serve POST /webhook, GET /healthz, GET /metrics and a status page at /. "
+                    "Deliveries are stored durably (SQLite) before GitHub gets its 202, and a "
+                    "worker thread processes them.",
+        epilog="settings (environment): SPROUT_WEBHOOK_SECRET; SPROUT_GITHUB_TOKEN, or "
+               "SPROUT_GITHUB_APP_ID with SPROUT_GITHUB_PRIVATE_KEY or SPROUT_GITHUB_PRIVATE_KEY_PATH; "
+               "SPROUT_GITHUB_API_URL (default https://api.github.com); SPROUT_DATABASE_URL "
+               "(default sqlite:///.sprout/bot.db); RAY_ADDRESS; SPROUT_COMMAND_PREFIX; "
+               "SPROUT_APP_NAME; SPROUT_TRUSTED_TEAMS (org/team,...); SPROUT_MAX_ATTEMPTS; "
+               "SPROUT_RETRAIN_ENTRYPOINT.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="worker threads (default: 1)")
+    serve.add_argument("--no-retrain", action="store_true",
+                       help="do not dispatch retraining jobs to Ray on merge")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_bot_serve)
+    b.set_defaults(func=lambda a: (b.print_help(), 2)[1])
     return parser
 
 

@@ -1,0 +1,195 @@
+"""The web side: verify, store, acknowledge. All work happens in the worker."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+
+from .context import Context
+from .github import GitHub
+from .handlers import router as default_router
+from .router import Router
+from .settings import Settings
+from .signature import SignatureError, verify
+from .store import Store
+from .worker import Worker
+
+log = logging.getLogger(__name__)
+MAX_PAYLOAD = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests: dict[int, int] = {}
+
+    def add(self, code: int) -> None:
+        with self.lock:
+            self.requests[code] = self.requests.get(code, 0) + 1
+
+
+def create_app(settings: Settings, *, store: Store | None = None, github: GitHub | None = None,
+               router: Router | None = None, dispatcher=None, workers: int = 1,
+               recover: bool | None = None) -> FastAPI:
+    store = store or Store(settings.database_path)
+    github = github or GitHub(settings)
+    ctx = Context(settings, github, store, dispatcher)
+    pool = [Worker(ctx, router or default_router) for _ in range(workers)]
+    counters = _Counters()
+    stop = threading.Event()
+
+    def recovery_loop() -> None:
+        from .recovery import recover as scan
+        while not stop.is_set():
+            try:
+                scan(github, store)
+            except Exception as e:  # GitHub down: try again next round
+                log.warning("delivery recovery failed: %s", e)
+            stop.wait(settings.recover_interval)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for w in pool:
+            w.start()
+        if dispatcher is not None:
+            dispatcher.start()
+        if recover if recover is not None else settings.app_mode:
+            threading.Thread(target=recovery_loop, name="sprout-recovery", daemon=True).start()
+        yield
+        stop.set()
+        for w in pool:
+            w.stop()
+        if dispatcher is not None:
+            dispatcher.stop()
+
+    app = FastAPI(title="Sprout bot", lifespan=lifespan)
+    app.state.ctx, app.state.workers = ctx, pool
+
+    def answer(code: int, body: dict) -> JSONResponse:
+        counters.add(code)
+        return JSONResponse(body, status_code=code)
+
+    @app.post("/webhook")
+    async def webhook(request: Request):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_PAYLOAD:
+            return answer(413, {"error": "payload over GitHub's 25 MB limit"})
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_PAYLOAD:
+                return answer(413, {"error": "payload over GitHub's 25 MB limit"})
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        try:  # before anything else reads the body: the HMAC covers the raw bytes
+            verify(body, request.headers.get("x-hub-signature-256"), settings.webhook_secret)
+        except SignatureError as e:
+            return answer(401, {"error": str(e)})
+        event = request.headers.get("x-github-event")
+        delivery = request.headers.get("x-github-delivery")
+        if not event or not delivery:
+            return answer(400, {"error": "missing X-GitHub-Event or X-GitHub-Delivery"})
+        try:
+            payload = json.loads(body)
+        except ValueError as e:
+            return answer(400, {"error": f"body is not JSON: {e}"})
+        if not isinstance(payload, dict):
+            return answer(400, {"error": "body is not a JSON object"})
+        if event == "ping":
+            return answer(200, {"ok": True, "zen": payload.get("zen")})
+        action = payload.get("action") if isinstance(payload.get("action"), str) else None
+        new = await anyio.to_thread.run_sync(store.add_delivery, delivery, event, action, body,
+                                             request.headers.get("x-github-hook-id"))
+        return answer(202, {"delivery": delivery, "duplicate": not new})
+
+    @app.get("/healthz")
+    def healthz():
+        try:
+            counts = store.counts()
+        except Exception as e:
+            return JSONResponse({"ok": False, "error": str(e)}, 503)
+        alive = all(w._thread is None or w._thread.is_alive() for w in pool)
+        return JSONResponse({"ok": alive, "deliveries": counts}, 200 if alive else 503)
+
+    @app.get("/metrics")
+    def metrics():
+        lines = ["# HELP sprout_deliveries Deliveries stored, by event and status.",
+                 "# TYPE sprout_deliveries gauge"]
+        for event, status, n in store.counts_by_event():
+            lines.append(f'sprout_deliveries{{event="{event}",status="{status}"}} {n}')
+        counts = store.counts()
+        lines += ["# HELP sprout_queue_depth Deliveries pending or in progress.",
+                  "# TYPE sprout_queue_depth gauge",
+                  f"sprout_queue_depth {counts.get('pending', 0) + counts.get('running', 0)}",
+                  "# HELP sprout_failed_deliveries Deliveries parked as failed.",
+                  "# TYPE sprout_failed_deliveries gauge",
+                  f"sprout_failed_deliveries {counts.get('failed', 0)}",
+                  "# HELP sprout_oldest_pending_seconds Age of the oldest unfinished delivery.",
+                  "# TYPE sprout_oldest_pending_seconds gauge",
+                  f"sprout_oldest_pending_seconds {store.oldest_pending_age():.3f}",
+                  "# HELP sprout_webhook_requests_total Webhook requests by HTTP status.",
+                  "# TYPE sprout_webhook_requests_total counter"]
+        for code, n in sorted(counters.requests.items()):
+            lines.append(f'sprout_webhook_requests_total{{code="{code}"}} {n}')
+        lines += ["# HELP sprout_handler_seconds Time to handle one delivery.",
+                  "# TYPE sprout_handler_seconds histogram"]
+        cum, total, n = [0] * 11, 0.0, 0
+        for w in pool:
+            for i, c in enumerate(w.times.counts):
+                cum[i] += c
+            total += w.times.total
+            n += w.times.n
+        running = 0
+        for b, c in zip(pool[0].times.buckets if pool else (), cum):
+            running += c
+            lines.append(f'sprout_handler_seconds_bucket{{le="{b}"}} {running}')
+        lines += [f'sprout_handler_seconds_bucket{{le="+Inf"}} {n}',
+                  f"sprout_handler_seconds_sum {total:.6f}", f"sprout_handler_seconds_count {n}",
+                  "# HELP sprout_github_calls_total GitHub API calls by call and outcome.",
+                  "# TYPE sprout_github_calls_total counter"]
+        for (name, outcome), c in sorted(github.stats.calls.items()):
+            lines.append(f'sprout_github_calls_total{{call="{name}",outcome="{outcome}"}} {c}')
+        lines += ["# HELP sprout_delivery_retries_total Deliveries rescheduled after a transient failure.",
+                  "# TYPE sprout_delivery_retries_total counter",
+                  f"sprout_delivery_retries_total {sum(w.retries for w in pool)}"]
+        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    @app.get("/", response_class=HTMLResponse)
+    def status_page():
+        return HTMLResponse(render_status(store))
+
+    return app
+
+
+def render_status(store: Store) -> str:
+    def when(t):
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else ""
+    rows = "".join(
+        f"<tr class='{html.escape(d['status'])}'><td><code>{html.escape(d['id'])}</code></td>"
+        f"<td>{html.escape(d['event'])}</td><td>{html.escape(d['action'] or '')}</td>"
+        f"<td>{html.escape(d['status'])}</td><td>{d['attempts']}</td><td>{when(d['received_at'])}</td>"
+        f"<td>{html.escape(d['last_error'] or '')}</td></tr>" for d in store.recent(50))
+    jobs = "".join(
+        f"<tr><td>{j['id']}</td><td>{html.escape(j['repo'])}</td><td>#{j['pr']}</td>"
+        f"<td><code>{html.escape(j['sha'][:7])}</code></td><td>{html.escape(j['status'])}</td>"
+        f"<td>{html.escape(j['ray_job_id'] or '')}</td><td>{when(j['updated_at'])}</td></tr>"
+        for j in store.jobs(limit=50))
+    counts = store.counts()
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no deliveries yet"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Sprout bot</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse;width:100%}}
+td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;font-size:.9rem}}
+tr.failed td{{background:#fee}}tr.done td:nth-child(4){{color:#070}}</style></head><body>
+<h1>Sprout bot</h1><p id="summary">Deliveries — {html.escape(summary)}</p>
+<h2>Recent deliveries</h2><table id="deliveries"><tr><th>delivery</th><th>event</th><th>action</th>
+<th>status</th><th>attempts</th><th>received (UTC)</th><th>last error</th></tr>{rows}</table>
+<h2>Retraining jobs</h2><table id="jobs"><tr><th>job</th><th>repository</th><th>PR</th><th>commit</th>
+<th>status</th><th>Ray job</th><th>updated (UTC)</th></tr>{jobs}</table></body></html>"""

@@ -1,0 +1,212 @@
+"""Retraining jobs on Ray through the Ray Jobs API: submit, poll, cancel, log tail.
+
+One job per repository at a time; a newer request supersedes a queued one. With no Ray address
+we start and own a local head bound to 127.0.0.1. GitHub credentials stay here: the job never
+sees them; the bot posts its results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .github import GitHub, GitHubError
+from .settings import Settings
+from .store import ACTIVE_JOB, Store
+
+log = logging.getLogger(__name__)
+CHECK_NAME = "sprout/retrain"
+TERMINAL = {"SUCCEEDED": ("succeeded", "success"), "FAILED": ("failed", "failure"),
+            "STOPPED": ("cancelled", "cancelled")}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalRayHead:
+    """A Ray head owned by the bot, on loopback, with the Jobs API on its dashboard port."""
+
+    def __init__(self, num_cpus: int | None = None):
+        self.num_cpus = num_cpus
+        self.address: str | None = None
+        self.temp_dir: str | None = None
+
+    def start(self) -> str:
+        ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+        if not ray:
+            raise RuntimeError("Ray is not installed: pip install 'ray[default]'")
+        port, dash = _free_port(), _free_port()
+        self.temp_dir = tempfile.mkdtemp(prefix="sprout-ray-")
+        # Token auth is on by default in Ray 2.60 and the Jobs client would be refused; this head
+        # listens on loopback only, so it runs without it.
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+        cmd = [ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+               "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
+               f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]
+        if self.num_cpus:
+            cmd.append(f"--num-cpus={self.num_cpus}")
+        subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=180)
+        self.address = f"http://127.0.0.1:{dash}"
+        return self.address
+
+    def stop(self) -> None:
+        ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+        if ray and self.address:
+            subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+            self.address = None
+
+
+class Dispatcher:
+    def __init__(self, store: Store, github: GitHub, settings: Settings, address: str | None = None,
+                 poll: float = 2.0, head: LocalRayHead | None = None):
+        self.store, self.github, self.settings = store, github, settings
+        self.address = address
+        self.head = head
+        self.poll = poll
+        self._client = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store | None = None, github: GitHub | None = None):
+        return cls(store or Store(settings.database_path), github or GitHub(settings), settings,
+                   address=settings.ray_address, head=None if settings.ray_address else LocalRayHead())
+
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                from ray.job_submission import JobSubmissionClient
+                if self.address is None:
+                    self.address = self.head.start()
+                address = self.address
+                if address.startswith("ray://") or ":" in address and not address.startswith("http"):
+                    address = "http://" + address.split("://")[-1].split(":")[0] + ":8265"
+                self._client = JobSubmissionClient(address)
+            return self._client
+
+    # -- requests --------------------------------------------------------------------------
+    def request(self, repo: str, pr: int | None, sha: str, installation_id: int | None) -> int:
+        with self._lock:
+            for old in self.store.jobs(repo=repo, statuses=("queued",)):
+                self.store.update_job(old["id"], status="superseded", detail=f"superseded by {sha[:7]}")
+            job = self.store.add_job(repo, pr, sha, "retrain", installation_id)
+        self.tick()
+        return job
+
+    def cancel(self, repo: str) -> int:
+        n = 0
+        with self._lock:
+            for job in self.store.jobs(repo=repo, statuses=ACTIVE_JOB):
+                if job["status"] == "running" and job["ray_job_id"]:
+                    try:
+                        self.client().stop_job(job["ray_job_id"])
+                    except Exception as e:
+                        log.warning("stopping %s: %s", job["ray_job_id"], e)
+                self.store.update_job(job["id"], status="cancelling" if job["status"] == "running" else "cancelled")
+                n += 1
+        self.tick()
+        return n
+
+    # -- the loop --------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Advance every repository's jobs one step; safe to call from any thread."""
+        with self._lock:
+            for job in self.store.jobs(statuses=("running", "cancelling")):
+                self._poll(job)
+            running = {j["repo"] for j in self.store.jobs(statuses=("running", "cancelling"))}
+            queued = sorted(self.store.jobs(statuses=("queued",)), key=lambda j: j["id"])
+            for job in queued:
+                if job["repo"] not in running:
+                    self._submit(job)
+                    running.add(job["repo"])
+
+    def _entrypoint(self, job: dict) -> str:
+        return self.settings.retrain_entrypoint.format(
+            sha=job["sha"], repo=job["repo"], pr=job["pr"] or "",
+            repo_url=f"https://github.com/{job['repo']}.git")
+
+    def _submit(self, job: dict) -> None:
+        try:
+            ray_id = self.client().submit_job(
+                entrypoint=self._entrypoint(job), submission_id=f"sprout-{job['id']}-{job['sha'][:7]}",
+                metadata={"sprout_job": str(job["id"]), "repo": job["repo"], "sha": job["sha"]})
+        except Exception as e:
+            self.store.update_job(job["id"], status="failed", detail=f"could not submit to Ray: {e}")
+            self._report(job, "failure", "Could not start retraining", f"Submitting to Ray failed: `{e}`")
+            return
+        self.store.update_job(job["id"], status="running", ray_job_id=ray_id)
+        try:
+            gh = self.github.client(job["installation_id"])
+            run = gh.start_check_run(job["repo"], CHECK_NAME, job["sha"], "Retraining",
+                                     f"Ray job `{ray_id}` is running `{self._entrypoint(job)}`.")
+            self.store.update_job(job["id"], check_run_id=run.id)
+        except GitHubError as e:
+            log.warning("job %s: could not create the check run: %s", job["id"], e)
+
+    def _poll(self, job: dict) -> None:
+        try:
+            status = str(self.client().get_job_status(job["ray_job_id"]))
+        except Exception as e:
+            log.warning("polling %s: %s", job["ray_job_id"], e)
+            return
+        if status not in TERMINAL:
+            return
+        state, conclusion = TERMINAL[status]
+        try:
+            logs = self.client().get_job_logs(job["ray_job_id"])
+        except Exception as e:
+            logs = f"(logs unavailable: {e})"
+        tail = "\n".join(logs.splitlines()[-40:])
+        title = {"succeeded": "Retraining finished", "failed": "Retraining failed",
+                 "cancelled": "Retraining cancelled"}[state]
+        summary = (f"Ray job `{job['ray_job_id']}` for `{job['sha'][:7]}`: **{state}**.\n\n"
+                   f"<details><summary>Log tail</summary>\n\n```\n{tail}\n```\n</details>")
+        if self._report(job, conclusion, title, summary):
+            self.store.update_job(job["id"], status=state, detail=tail[-2000:])
+
+    def _report(self, job: dict, conclusion: str, title: str, summary: str) -> bool:
+        """Complete the check run and upsert the PR comment; False to try again later."""
+        try:
+            gh = self.github.client(job["installation_id"])
+            run = gh.start_check_run(job["repo"], CHECK_NAME, job["sha"], title, summary)
+            gh.finish_check_run(run, conclusion, title, summary, [])
+            if job["pr"]:
+                gh.upsert_comment(job["repo"], job["pr"], f"sprout:retrain:{job['sha'][:12]}",
+                                  f"### {title}\n\n{summary}")
+            return True
+        except GitHubError as e:
+            log.warning("job %s: reporting failed, will retry: %s", job["id"], e)
+            return False
+
+    def start(self) -> "Dispatcher":
+        self._thread = threading.Thread(target=self._loop, name="sprout-dispatch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
+        if self.head:
+            self.head.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.store.jobs(statuses=("queued", "running", "cancelling"), limit=1):
+                    self.tick()
+            except Exception:
+                log.exception("dispatch loop error")
+            self._stop.wait(self.poll)

@@ -1,0 +1,77 @@
+"""issue_comment: chat-ops commands on pull requests, with permission checks."""
+
+from __future__ import annotations
+
+from ..commands import COMMANDS, PRIVILEGED_ROLES, help_text, parse
+from ..router import Event, Router
+from ..validation import run_validation
+
+router = Router()
+
+
+def _allowed(gh, ctx, repo: str, login: str) -> bool:
+    if gh.permission(repo, login) in PRIVILEGED_ROLES:
+        return True
+    # Teams listed in the settings; an empty list grants nothing extra.
+    return any(gh.in_team(team, login) for team in ctx.settings.trusted_teams)
+
+
+@router.on("issue_comment", "created")
+def command(event: Event, ctx) -> None:
+    p = event.payload
+    issue, comment = p["issue"], p["comment"]
+    user = comment.get("user") or {}
+    if not issue.get("pull_request") or user.get("type") == "Bot" or \
+            user.get("login", "").lower() in (f"{ctx.settings.app_name}[bot]".lower(),):
+        return
+    parsed = parse(comment.get("body", ""), ctx.settings.command_prefix, ctx.settings.app_name)
+    if parsed is None:
+        return
+    name, args = parsed
+    repo, number, login = event.repo, issue["number"], user.get("login", "")
+    gh = ctx.gh(event.installation_id)
+    prefix = ctx.settings.command_prefix
+    gh.react(repo, number, comment["id"], "eyes")
+    cmd = COMMANDS.get(name)
+    if cmd is None:
+        gh.reply(repo, number, f"@{login} I don't know the command `{name}`, sorry. "
+                 f"Here is what I can do:\n\n{help_text(prefix)}")
+        return
+    if cmd.privileged and not _allowed(gh, ctx, repo, login):
+        gh.reply(repo, number, f"@{login} `{prefix} {name}` starts costly work, so it needs write, "
+                 "maintain or admin access to this repository"
+                 + (" or membership of a trusted team" if ctx.settings.trusted_teams else "")
+                 + ". A maintainer can run it for you.")
+        return
+    if name == "help":
+        gh.reply(repo, number, help_text(prefix))
+    elif name == "validate":
+        pr = gh.pull(repo, number)
+        conclusion = run_validation(gh, repo, number, pr.head.sha)
+        gh.react(repo, number, comment["id"], "+1" if conclusion != "failure" else "confused")
+    elif name == "status":
+        gh.reply(repo, number, _status(ctx, repo))
+    elif name in ("retrain", "cancel"):
+        if ctx.dispatcher is None:
+            gh.reply(repo, number, f"@{login} retraining is not enabled on this Sprout installation.")
+            return
+        if name == "retrain":
+            pr = gh.pull(repo, number)
+            sha = pr.merge_commit_sha if pr.merged else pr.head.sha
+            job = ctx.dispatcher.request(repo, number, sha, event.installation_id)
+            gh.reply(repo, number, f"@{login} retraining on `{sha[:7]}` is queued as job {job}.")
+        else:
+            n = ctx.dispatcher.cancel(repo)
+            gh.reply(repo, number, f"@{login} cancelled {n} job(s)." if n else f"@{login} nothing to cancel.")
+    else:  # precheck, generate: need the generation pipeline
+        gh.reply(repo, number, f"@{login} `{prefix} {name}` needs Sprout's generation pipeline, "
+                 "which this installation does not have yet.")
+
+
+def _status(ctx, repo: str) -> str:
+    jobs = ctx.store.jobs(repo=repo, limit=10)
+    if not jobs:
+        return "No retraining jobs for this repository yet."
+    rows = "\n".join(f"| {j['id']} | `{j['sha'][:7]}` | #{j['pr']} | {j['status']} | {j['ray_job_id'] or ''} |"
+                     for j in jobs)
+    return f"Retraining jobs:\n\n| job | commit | PR | status | Ray job |\n|---|---|---|---|---|\n{rows}"

@@ -1,0 +1,117 @@
+"""Bot settings, read once from the environment by an app factory (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+
+class SettingsError(Exception):
+    """Missing or contradictory settings; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    webhook_secret: str
+    """Shared secret of the webhook (SPROUT_WEBHOOK_SECRET); deliveries are signed with it."""
+    github_token: str | None = None
+    """A personal or fine-grained token (SPROUT_GITHUB_TOKEN): the simple mode."""
+    app_id: int | None = None
+    """GitHub App id (SPROUT_GITHUB_APP_ID); needs the App's private key."""
+    private_key: str | None = field(default=None, repr=False)
+    """PEM text (SPROUT_GITHUB_PRIVATE_KEY, or the file SPROUT_GITHUB_PRIVATE_KEY_PATH)."""
+    api_url: str = "https://api.github.com"
+    """GitHub API base (SPROUT_GITHUB_API_URL); GitHub Enterprise: https://HOST/api/v3."""
+    database_url: str = "sqlite:///.sprout/bot.db"
+    """Where deliveries and jobs are kept (SPROUT_DATABASE_URL); SQLite files only for now."""
+    ray_address: str | None = None
+    """Ray cluster for retraining jobs (RAY_ADDRESS); none: a local head on 127.0.0.1."""
+    command_prefix: str = "/sprout"
+    """Chat-ops prefix (SPROUT_COMMAND_PREFIX)."""
+    app_name: str = "sprout"
+    """Name answered after '@' in comments (SPROUT_APP_NAME)."""
+    trusted_teams: tuple[str, ...] = ()
+    """'org/team-slug' entries whose members may run costly commands (SPROUT_TRUSTED_TEAMS,
+    comma separated). Empty means: repository write, maintain or admin only — never everyone."""
+    max_attempts: int = 5
+    """Attempts before a delivery is parked as failed (SPROUT_MAX_ATTEMPTS)."""
+    lease_seconds: float = 120.0
+    """How long a worker owns a claimed delivery before another may take it over."""
+    retrain_entrypoint: str = "sprout run --ref {sha} {repo_url}"
+    """Ray job entrypoint for retraining (SPROUT_RETRAIN_ENTRYPOINT); {sha}, {repo_url}, {repo},
+    {pr} are filled in."""
+    recover_interval: float = 600.0
+    """Seconds between scans for failed deliveries to redeliver (App mode only)."""
+
+    @property
+    def app_mode(self) -> bool:
+        return self.app_id is not None
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        problems = []
+        get = lambda k: (env.get(k) or "").strip() or None  # noqa: E731
+        secret = get("SPROUT_WEBHOOK_SECRET")
+        if not secret:
+            problems.append("SPROUT_WEBHOOK_SECRET is not set: the bot must verify every delivery")
+        token, app_id_raw = get("SPROUT_GITHUB_TOKEN"), get("SPROUT_GITHUB_APP_ID")
+        key, key_path = get("SPROUT_GITHUB_PRIVATE_KEY"), get("SPROUT_GITHUB_PRIVATE_KEY_PATH")
+        app_id = None
+        if token and app_id_raw:
+            problems.append("set either SPROUT_GITHUB_TOKEN or SPROUT_GITHUB_APP_ID, not both")
+        if not token and not app_id_raw:
+            problems.append("no GitHub credentials: set SPROUT_GITHUB_TOKEN, or SPROUT_GITHUB_APP_ID "
+                            "with SPROUT_GITHUB_PRIVATE_KEY or SPROUT_GITHUB_PRIVATE_KEY_PATH")
+        if app_id_raw:
+            try:
+                app_id = int(app_id_raw)
+            except ValueError:
+                problems.append(f"SPROUT_GITHUB_APP_ID must be a number, not {app_id_raw!r}")
+            if key and key_path:
+                problems.append("set SPROUT_GITHUB_PRIVATE_KEY or SPROUT_GITHUB_PRIVATE_KEY_PATH, not both")
+            elif key_path:
+                try:
+                    key = Path(key_path).read_text()
+                except OSError as e:
+                    problems.append(f"SPROUT_GITHUB_PRIVATE_KEY_PATH {key_path}: {e.strerror or e}")
+            elif not key:
+                problems.append("SPROUT_GITHUB_APP_ID needs SPROUT_GITHUB_PRIVATE_KEY or SPROUT_GITHUB_PRIVATE_KEY_PATH")
+            if key and "PRIVATE KEY-----" not in key:
+                problems.append("the GitHub App private key is not PEM text (-----BEGIN ... PRIVATE KEY-----)")
+        elif key or key_path:
+            problems.append("a private key is set without SPROUT_GITHUB_APP_ID")
+        db = get("SPROUT_DATABASE_URL") or "sqlite:///.sprout/bot.db"
+        if not db.startswith("sqlite:///"):
+            problems.append(f"SPROUT_DATABASE_URL {db!r}: only sqlite:///PATH is supported")
+        api = (get("SPROUT_GITHUB_API_URL") or "https://api.github.com").rstrip("/")
+        if not api.startswith(("http://", "https://")):
+            problems.append(f"SPROUT_GITHUB_API_URL {api!r} is not an http(s) URL")
+        teams = tuple(t.strip() for t in (get("SPROUT_TRUSTED_TEAMS") or "").split(",") if t.strip())
+        for t in teams:
+            if t.count("/") != 1:
+                problems.append(f"SPROUT_TRUSTED_TEAMS entry {t!r} must look like org/team-slug")
+        attempts = get("SPROUT_MAX_ATTEMPTS") or "5"
+        if not attempts.isdigit() or int(attempts) < 1:
+            problems.append(f"SPROUT_MAX_ATTEMPTS must be a positive number, not {attempts!r}")
+        lease = get("SPROUT_LEASE_SECONDS") or "120"
+        try:
+            lease_s = float(lease)
+            assert lease_s > 0
+        except (ValueError, AssertionError):
+            problems.append(f"SPROUT_LEASE_SECONDS must be a positive number, not {lease!r}")
+            lease_s = 120.0
+        if problems:
+            raise SettingsError("invalid bot settings:\n  - " + "\n  - ".join(problems))
+        return cls(webhook_secret=secret, github_token=token, app_id=app_id, private_key=key,
+                   api_url=api, database_url=db, ray_address=get("RAY_ADDRESS"),
+                   command_prefix=get("SPROUT_COMMAND_PREFIX") or "/sprout",
+                   app_name=get("SPROUT_APP_NAME") or "sprout", trusted_teams=teams,
+                   max_attempts=int(attempts), lease_seconds=lease_s,
+                   retrain_entrypoint=get("SPROUT_RETRAIN_ENTRYPOINT") or cls.retrain_entrypoint)
