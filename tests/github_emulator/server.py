@@ -404,6 +404,13 @@ class Emulator:
                 repo.comments[c["id"]] = c
             return JSONResponse(comment_json(repo, c, base(request)), 201)
 
+        @app.get("/repos/{owner}/{name}/issues/comments/{cid}")
+        def get_comment(owner: str, name: str, cid: int, request: Request):
+            repo = st.repo(f"{owner}/{name}")
+            if not repo or cid not in repo.comments:
+                return not_found()
+            return comment_json(repo, repo.comments[cid], base(request))
+
         @app.patch("/repos/{owner}/{name}/issues/comments/{cid}")
         async def edit_comment(owner: str, name: str, cid: int, request: Request):
             repo = st.repo(f"{owner}/{name}")
@@ -439,6 +446,13 @@ class Emulator:
             role = repo.permissions.get(login, "read")
             legacy = {"maintain": "write", "triage": "read"}.get(role, role)
             return {"permission": legacy, "role_name": role, "user": _user(login, base(request))}
+
+        @app.get("/orgs/{org}")
+        def org(org: str, request: Request):
+            if not any(o == org for o, _ in st.teams) and org not in {r.owner for r in st.repos.values()}:
+                return not_found()
+            b = base(request)
+            return {"login": org, "id": abs(hash(org)) % 100000, "url": f"{b}/orgs/{org}", "type": "Organization"}
 
         @app.get("/orgs/{org}/teams/{slug}")
         def team(org: str, slug: str, request: Request):

@@ -1,0 +1,53 @@
+import pytest
+
+from bot.settings import Settings, SettingsError
+
+KEY = "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n"
+
+
+def test_token_mode_defaults():
+    s = Settings.from_env({"SPROUT_WEBHOOK_SECRET": "s", "SPROUT_GITHUB_TOKEN": "t"})
+    assert not s.app_mode and s.api_url == "https://api.github.com"
+    assert str(s.database_path) == ".sprout/bot.db" and s.trusted_teams == ()
+
+
+def test_app_mode_with_key_file(tmp_path):
+    key = tmp_path / "key.pem"
+    key.write_text(KEY)
+    s = Settings.from_env({"SPROUT_WEBHOOK_SECRET": "s", "SPROUT_GITHUB_APP_ID": "12",
+                           "SPROUT_GITHUB_PRIVATE_KEY_PATH": str(key),
+                           "SPROUT_GITHUB_API_URL": "https://ghe.example.com/api/v3/",
+                           "SPROUT_TRUSTED_TEAMS": "org/a, org/b"})
+    assert s.app_mode and s.app_id == 12 and s.private_key == KEY
+    assert s.api_url == "https://ghe.example.com/api/v3" and s.trusted_teams == ("org/a", "org/b")
+
+
+@pytest.mark.parametrize("env,fragment", [
+    ({}, "SPROUT_WEBHOOK_SECRET is not set"),
+    ({"SPROUT_WEBHOOK_SECRET": "s"}, "no GitHub credentials"),
+    ({"SPROUT_WEBHOOK_SECRET": "s", "SPROUT_GITHUB_TOKEN": "t", "SPROUT_GITHUB_APP_ID": "1",
+      "SPROUT_GITHUB_PRIVATE_KEY": KEY}, "not both"),
+    ({"SPROUT_WEBHOOK_SECRET": "s", "SPROUT_GITHUB_APP_ID": "1"}, "needs SPROUT_GITHUB_PRIVATE_KEY"),
+    ({"SPROUT_WEBHOOK_SECRET": "s", "SPROUT_GITHUB_APP_ID": "x", "SPROUT_GITHUB_PRIVATE_KEY": KEY}, "must be a number"),
+    ({"SPROUT_WEBHOOK_SECRET": "s", "SPROUT_GITHUB_APP_ID": "1", "SPROUT_GITHUB_PRIVATE_KEY": "nope"}, "not PEM"),
+    ({"SPROUT_WEBHOOK_SECRET": "s", "SPROUT_GITHUB_APP_ID": "1", "SPROUT_GITHUB_PRIVATE_KEY_PATH": "/nope"}, "PRIVATE_KEY_PATH"),
+    ({"SPROUT_WEBHOOK_SECRET": "s", "SPROUT_GITHUB_TOKEN": "t", "SPROUT_DATABASE_URL": "postgres://x"}, "only sqlite"),
+    ({"SPROUT_WEBHOOK_SECRET": "s", "SPROUT_GITHUB_TOKEN": "t", "SPROUT_TRUSTED_TEAMS": "justateam"}, "org/team-slug"),
+])
+def test_clear_errors(env, fragment):
+    with pytest.raises(SettingsError, match=fragment):
+        Settings.from_env(env)
+
+
+def test_all_problems_reported_at_once():
+    with pytest.raises(SettingsError) as e:
+        Settings.from_env({"SPROUT_DATABASE_URL": "mysql://x"})
+    assert str(e.value).count("\n  - ") == 3
+
+
+def test_bot_serve_exits_2_on_bad_settings():
+    import subprocess, sys, os
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPROUT_")}
+    p = subprocess.run([sys.executable, "-m", "pipeline.cli", "bot", "serve"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "SPROUT_WEBHOOK_SECRET" in p.stderr
