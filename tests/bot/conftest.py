@@ -53,6 +53,9 @@ class Bot:
         self.settings = settings
         self.store = Store(settings.database_path)
         self.github = GitHub(settings, seconds_between_writes=None)
+        if callable(dispatcher):  # a factory sharing this bot's store and GitHub
+            dispatcher = dispatcher(self.store, self.github)
+        self.dispatcher = dispatcher
         self.app = create_app(settings, store=self.store, github=self.github, dispatcher=dispatcher, **kw)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))

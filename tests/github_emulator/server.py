@@ -152,6 +152,10 @@ class Emulator:
                         f.times -= 1
                         fault = f
                         break
+            auth = request.headers.get("authorization", "")
+            if auth.startswith("token ghs_") and st.tokens.get(auth[6:], 0) < time.time():
+                st.calls.append((request.method, path, 401))
+                return JSONResponse({"message": "Bad credentials"}, 401)
             if fault and fault.delay:
                 await asyncio.sleep(fault.delay)
             if fault and fault.status:

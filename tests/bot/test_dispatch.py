@@ -1,0 +1,78 @@
+"""Merge -> a real Ray job on a local head through the Jobs API -> results on the PR."""
+
+import time
+from dataclasses import replace
+
+import pytest
+
+from bot.dispatch import Dispatcher, LocalRayHead
+from tests.bot.conftest import REPO, comment_payload, pr_payload
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    pytest.importorskip("ray")
+    head = LocalRayHead(num_cpus=2)
+    head.start()
+    yield head
+    head.stop()
+
+
+def bot_with(make_bot, settings, ray_head, entrypoint):
+    s = replace(settings, retrain_entrypoint=entrypoint)
+    return make_bot(s, dispatcher=lambda store, gh: Dispatcher(store, gh, s, address=ray_head.address, poll=0.3))
+
+
+def wait_job(bot, statuses, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        jobs = bot.store.jobs()
+        if jobs and all(j["status"] in statuses for j in jobs):
+            return jobs
+        time.sleep(0.3)
+    raise AssertionError(bot.store.jobs())
+
+
+def merge(emulator, number, sha):
+    emulator.add_pull(REPO, number, "b" * 40, "h" * 40, {}, {}, state="closed", merged=True, merge_sha=sha)
+    emulator.add_commit(REPO, sha, {})
+
+
+def test_merged_pr_runs_a_ray_job_and_posts_results(make_bot, settings, emulator, ray_head):
+    bot = bot_with(make_bot, settings, ray_head, "python -c \"print('sprout trained {sha} for {repo}')\"")
+    merge(emulator, 1, "m" * 40)
+    bot.deliver("pull_request", pr_payload("closed", 1, "h" * 40, merged=True, merge_sha="m" * 40))
+    [job] = wait_job(bot, {"succeeded"})
+    assert job["ray_job_id"].startswith("sprout-")
+    [run] = [r for r in emulator.check_runs(REPO) if r["name"] == "sprout/retrain"]
+    assert (run["head_sha"], run["conclusion"]) == ("m" * 40, "success")
+    [comment] = emulator.comments(REPO, 1)
+    assert f"sprout trained {'m' * 40} for {REPO}" in comment["body"]
+
+
+def test_failing_job_posts_the_log_tail(make_bot, settings, emulator, ray_head):
+    bot = bot_with(make_bot, settings, ray_head,
+                   "python -c \"import sys; print('stage generate failed: teacher unreachable'); sys.exit(3)\"")
+    merge(emulator, 2, "n" * 40)
+    bot.deliver("pull_request", pr_payload("closed", 2, "h" * 40, merged=True, merge_sha="n" * 40))
+    wait_job(bot, {"failed"})
+    [run] = [r for r in emulator.check_runs(REPO) if r["name"] == "sprout/retrain"]
+    assert run["conclusion"] == "failure"
+    assert "teacher unreachable" in emulator.comments(REPO, 2)[0]["body"]
+
+
+def test_cancel_and_coalesce(make_bot, settings, emulator, ray_head):
+    bot = bot_with(make_bot, settings, ray_head, "python -c \"import time; time.sleep(300)\"")
+    for n, sha in ((3, "p" * 40), (4, "q" * 40), (5, "r" * 40)):
+        merge(emulator, n, sha)
+        bot.deliver("pull_request", pr_payload("closed", n, "h" * 40, merged=True, merge_sha=sha))
+        bot.wait_idle()
+    jobs = {j["sha"][0]: j["status"] for j in bot.store.jobs()}
+    assert jobs == {"p": "running", "q": "superseded", "r": "queued"}  # one at a time; newest wins
+    c = emulator.add_comment(REPO, 3, "maintainer", "/sprout cancel")
+    bot.deliver("issue_comment", comment_payload(c, 3, "maintainer"))
+    final = wait_job(bot, {"cancelled", "superseded"}, timeout=60)
+    assert sorted(j["status"] for j in final) == ["cancelled", "cancelled", "superseded"]
+    assert any("cancelled 2 job(s)" in x["body"] for x in emulator.comments(REPO, 3))
