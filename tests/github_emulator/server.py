@@ -277,6 +277,7 @@ class Emulator:
             out = {k: v for k, v in run.items() if not k.startswith("_")}
             out["output"] = {**run["output"], "annotations_count": len(repo.annotations.get(run["id"], [])),
                              "annotations_url": f"{b}/repos/{repo.full_name}/check-runs/{run['id']}/annotations"}
+            out["node_id"] = f"CR_{run['id']}"
             out["url"] = f"{b}/repos/{repo.full_name}/check-runs/{run['id']}"
             out["html_url"] = f"https://github.com/{repo.full_name}/runs/{run['id']}"
             out["app"] = {"id": 1, "slug": st.app_slug, "name": "Sprout", "owner": _user(repo.owner, b)}
@@ -331,6 +332,13 @@ class Emulator:
                 err = apply_check(repo, repo.check_runs[run_id], body)
                 if err:
                     return err
+            return check_json(repo, repo.check_runs[run_id], base(request))
+
+        @app.get("/repos/{owner}/{name}/check-runs/{run_id}")
+        def get_check(owner: str, name: str, run_id: int, request: Request):
+            repo = st.repo(f"{owner}/{name}")
+            if not repo or run_id not in repo.check_runs:
+                return not_found()
             return check_json(repo, repo.check_runs[run_id], base(request))
 
         @app.get("/repos/{owner}/{name}/check-runs/{run_id}/annotations")
