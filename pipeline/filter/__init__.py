@@ -1,0 +1,1 @@
+"""Filters: each a plain function over records with its own config and drop counter."""

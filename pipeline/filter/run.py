@@ -1,0 +1,122 @@
+"""Run the filters in order, per leaf, and report what each dropped and why."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .base import FilterResult
+from .grounding import GroundingConfig, grounding_filter
+from .judge import JudgeConfig, judge_filter
+from .minhash import MinHashConfig, near_dedup
+from .quality import FormatConfig, exact_dedup, format_filter
+from .safety import SafetyConfig, safety_filter
+from .semantic import SemanticConfig, semantic_filter
+
+ORDER = ("format", "safety", "exact_dedup", "near_dedup", "grounding", "semantic_dedup", "off_topic", "judge")
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    format: FormatConfig = field(default_factory=FormatConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    minhash: MinHashConfig = field(default_factory=MinHashConfig)
+    grounding: GroundingConfig = field(default_factory=GroundingConfig)
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    use_embeddings: bool = True
+    """Semantic duplicates and off-topic checks (needs the embedding model)."""
+    embedding_model: str | None = None
+    examples_per_filter: int = 3
+
+
+def run_filters(records: list[dict], leaves: dict[str, dict], config: FilterConfig = FilterConfig(),
+                teacher=None, embedder=None, progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
+    steps: list[FilterResult] = []
+    current = records
+
+    def step(result: FilterResult) -> None:
+        nonlocal current
+        steps.append(result)
+        current = result.kept
+        if progress:
+            progress(result.name)
+
+    step(format_filter(current, config.format))
+    step(safety_filter(current, config.safety))
+    step(exact_dedup(current))
+    step(near_dedup(current, config.minhash))
+    step(grounding_filter(current, config.grounding))
+    if config.use_embeddings:
+        if embedder is None:
+            from .embed import shared
+            embedder = shared(config.embedding_model)
+        dup, topic = semantic_filter(current, leaves, embedder, config.semantic)
+        step(dup)
+        step(topic)
+    else:
+        for name in ("semantic_dedup", "off_topic"):
+            steps.append(FilterResult(name, kept=list(current), skipped="embeddings disabled"))
+    step(judge_filter(current, teacher, config.judge))
+    return current, report(records, steps, leaves, config.examples_per_filter)
+
+
+def report(records: list[dict], steps: list[FilterResult], leaves: dict[str, dict], examples: int) -> dict:
+    leaf_paths = sorted(set(leaves) | {r["leaf"] for r in records})
+    per_leaf = {p: {"in": 0, "out": 0, "filters": {}} for p in leaf_paths}
+    for r in records:
+        per_leaf[r["leaf"]]["in"] += 1
+    remaining = Counter(r["leaf"] for r in records)
+    for s in steps:
+        drops = defaultdict(list)
+        for rec, reason in s.dropped:
+            drops[rec["leaf"]].append((rec, reason))
+        for p in leaf_paths:
+            before = remaining[p]
+            lost = len(drops[p])
+            entry = {"in": before, "out": before - lost, "dropped": lost,
+                     "examples": [{"question": rec["question"][:200], "answer": rec["answer"][:200], "reason": why}
+                                  for rec, why in drops[p][:examples]]}
+            if s.skipped:
+                entry["skipped"] = s.skipped
+            per_leaf[p]["filters"][s.name] = entry
+            remaining[p] = before - lost
+            if before and not remaining[p] and "emptied_by" not in per_leaf[p]:
+                reasons = Counter(why.split(" (")[0] for _, why in drops[p]).most_common(2)
+                per_leaf[p]["emptied_by"] = {"filter": s.name, "reasons": [f"{r} ({n}x)" for r, n in reasons]}
+    for p in leaf_paths:
+        per_leaf[p]["out"] = remaining[p]
+    totals = {"in": len(records), "out": sum(remaining.values()),
+              "filters": {s.name: {"dropped": len(s.dropped), "modified": s.modified,
+                                   **({"skipped": s.skipped} if s.skipped else {})} for s in steps}}
+    return {"totals": totals, "leaves": per_leaf}
+
+
+def report_markdown(rep: dict) -> str:
+    t = rep["totals"]
+    lines = [f"## Filter report: {t['in']} samples in, {t['out']} kept", "",
+             "| filter | dropped | note |", "|---|---:|---|"]
+    for name, f in t["filters"].items():
+        note = f.get("skipped") or (f"{f['modified']} scrubbed" if f.get("modified") else "")
+        lines.append(f"| {name} | {f['dropped']} | {note} |")
+    lines += ["", "| leaf | in | kept | emptied by |", "|---|---:|---:|---|"]
+    for p, leaf in rep["leaves"].items():
+        emptied = leaf.get("emptied_by")
+        e = f"**{emptied['filter']}**: {'; '.join(emptied['reasons'])}" if emptied else ""
+        lines.append(f"| `{p}` | {leaf['in']} | {leaf['out']} | {e} |")
+    for p, leaf in rep["leaves"].items():
+        shown = [(n, f) for n, f in leaf["filters"].items() if f["examples"]]
+        if shown:
+            lines += ["", f"### `{p}`"]
+            for n, f in shown:
+                for ex in f["examples"]:
+                    lines.append(f"- **{n}**: {ex['reason']} — _{ex['question'][:100]}_")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(rep: dict, out_dir: Path) -> None:
+    (out_dir / "filter_report.json").write_text(json.dumps(rep, indent=2, ensure_ascii=False))
+    (out_dir / "filter_report.md").write_text(report_markdown(rep))

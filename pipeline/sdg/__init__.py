@@ -1,0 +1,1 @@
+"""Synthetic data generation: documents, prompts, teachers, generators, cache."""

@@ -1,0 +1,214 @@
+"""Generate synthetic samples per leaf, cached by content hash: a rerun with nothing changed
+generates nothing, and a change to one leaf regenerates that leaf only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..taxonomy.reader import iter_leaves
+from ..taxonomy.validate import LeafResult
+from . import prompts
+from .chunking import Chunk, chunk_markdown
+from .documents import fetch
+from .parse import parse_pairs
+from .teachers import GenParams, Teacher
+
+FORMAT_VERSION = 1
+
+
+class GenerateError(Exception):
+    """Generation cannot start (invalid taxonomy, unknown leaf, unreadable documents)."""
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    short_pairs: int = 3
+    """Question/answer pairs asked for in one short-answer prompt (one prompt per chunk)."""
+    long_pairs: int = 2
+    """Pairs asked for in one long-answer prompt."""
+    samples: int = 2
+    """Completions per prompt: more variety from the same chunk."""
+    skill_tasks: int = 30
+    """New tasks asked for per skill leaf."""
+    skill_pairs: int = 5
+    """Tasks asked for in one skill prompt."""
+    chunk_tokens: int = 350
+    """Token budget of a document chunk."""
+    examples_in_prompt: int = 3
+    """Seed examples shown in each prompt."""
+    params: GenParams = field(default_factory=GenParams)
+
+    def key(self) -> str:
+        d = asdict(self)
+        return json.dumps(d, sort_keys=True, default=str)
+
+
+def cache_root() -> Path:
+    from ..taxonomy.documents import cache_dir
+    return cache_dir() / "sdg"
+
+
+def slug(path: str) -> str:
+    return path.removesuffix("/qna.yaml").replace("/", "__")
+
+
+def leaf_key(leaf: LeafResult, raw: bytes, teacher: Teacher, config: GenerateConfig) -> str:
+    doc = (leaf.data or {}).get("document") or {}
+    parts = [f"format:{FORMAT_VERSION}", leaf.path, hashlib.sha256(raw).hexdigest(),
+             str(doc.get("commit", "")), teacher.identity, prompts.fingerprint(), config.key()]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+
+
+def knowledge_prompts(leaf: LeafResult, chunks: list[Chunk], config: GenerateConfig) -> list[tuple[str, Chunk, prompts.Prompt]]:
+    data = leaf.data
+    examples = []
+    for seed in data["seed_examples"]:
+        for qa in seed["questions_and_answers"][:1]:
+            examples.append((None, qa["question"], qa["answer"]))
+    shown = prompts.format_examples(examples[:config.examples_in_prompt])
+    out = []
+    for c in chunks:
+        for shape, task, n in (("short", "knowledge_short", config.short_pairs), ("long", "knowledge_long", config.long_pairs)):
+            if n:
+                out.append((shape, c, prompts.render(task, domain=data["domain"], document=c.text, examples=shown,
+                                                       n=n, title=c.title)))
+    return out
+
+
+def skill_prompts(leaf: LeafResult, config: GenerateConfig) -> list[prompts.Prompt]:
+    data = leaf.data
+    seeds = [(s.get("context"), s["question"], s["answer"]) for s in data["seed_examples"]]
+    grounded = all(c for c, _, _ in seeds)
+    task = "skill_grounded" if grounded else "skill_freeform"
+    out = []
+    for i in range(max(1, -(-config.skill_tasks // (config.skill_pairs * config.samples)))):
+        shown = [seeds[(i + j) % len(seeds)] for j in range(min(config.examples_in_prompt, len(seeds)))]
+        out.append(prompts.render(task, task_description=data["task_description"],
+                                  examples=prompts.format_examples(shown), n=config.skill_pairs, seeds=seeds))
+    return out
+
+
+def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, config: GenerateConfig) -> dict:
+    """Samples for one leaf, plus what the filters need to know about it."""
+    started = time.time()
+    records, malformed = [], 0
+    info: dict = {"path": leaf.path, "kind": "knowledge" if leaf.kind == "knowledge" else "skill",
+                  "seeds": [], "chunks": []}
+    if leaf.kind == "knowledge":
+        docs = fetch(leaf.data["document"], taxonomy_root)
+        chunks = [c for name, text in docs for c in chunk_markdown(text, name, config.chunk_tokens)]
+        info["chunks"] = [{"id": c.id, "title": c.title, "text": c.text} for c in chunks]
+        info["seeds"] = [{"context": s["context"], "question": qa["question"], "answer": qa["answer"]}
+                         for s in leaf.data["seed_examples"] for qa in s["questions_and_answers"]]
+        jobs = knowledge_prompts(leaf, chunks, config)
+        outputs = teacher.complete([p for _, _, p in jobs], config.samples, config.params)
+        for (shape, chunk, _), completions in zip(jobs, outputs):
+            for text in completions:
+                pairs, bad = parse_pairs(text)
+                malformed += bad
+                for pair in pairs:
+                    records.append(_record(leaf, teacher, shape, pair, chunk=chunk, domain=leaf.data["domain"]))
+    else:
+        info["seeds"] = [{"context": s.get("context"), "question": s["question"], "answer": s["answer"]}
+                         for s in leaf.data["seed_examples"]]
+        jobs = skill_prompts(leaf, config)
+        for completions in teacher.complete(jobs, config.samples, config.params):
+            for text in completions:
+                pairs, bad = parse_pairs(text)
+                malformed += bad
+                for pair in pairs:
+                    records.append(_record(leaf, teacher, "skill", pair))
+    return {"leaf": info, "records": records, "malformed": malformed, "seconds": time.time() - started}
+
+
+def _record(leaf: LeafResult, teacher: Teacher, shape: str, pair: dict, chunk: Chunk | None = None,
+            domain: str | None = None) -> dict:
+    ident = hashlib.sha256("\0".join([leaf.path, shape, pair.get("context", ""), pair["question"],
+                                      pair["answer"]]).encode()).hexdigest()[:16]
+    return {"id": ident, "leaf": leaf.path, "kind": "knowledge" if chunk else "skill", "shape": shape,
+            "question": pair["question"], "answer": pair["answer"], "context": pair.get("context"),
+            "source_chunk": chunk.text if chunk else None, "chunk_id": chunk.id if chunk else None,
+            "chunk_title": chunk.title if chunk else None, "domain": domain,
+            "teacher": teacher.identity, "prompts": prompts.fingerprint()}
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
+    """Atomic: a killed run never leaves a half-written file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def select_leaves(taxonomy_root: Path, only: list[str] | None = None) -> list[LeafResult]:
+    leaves = list(iter_leaves(taxonomy_root))
+    invalid = [x for x in leaves if not x.ok]
+    if invalid:
+        lines = [f"{d.file}:{d.line}:{d.column}: {d.rule} {d.message}" for x in invalid for d in x.diagnostics if d.is_error]
+        raise GenerateError("the taxonomy has invalid leaves; run 'sprout validate':\n  " + "\n  ".join(lines[:20]))
+    if only:
+        wanted = [o.removesuffix("/qna.yaml").strip("/") for o in only]
+        chosen = [x for x in leaves if any(x.path == f"{w}/qna.yaml" or x.path.startswith(w + "/") for w in wanted)]
+        missing = [w for w in wanted if not any(x.path == f"{w}/qna.yaml" or x.path.startswith(w + "/") for x in leaves)]
+        if missing:
+            raise GenerateError(f"no leaves match: {', '.join(missing)}")
+        leaves = chosen
+    return [x for x in leaves if x.path.endswith("qna.yaml")]
+
+
+def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: GenerateConfig = GenerateConfig(),
+             only: list[str] | None = None, progress: Callable[[str, int, int], None] | None = None,
+             runner: Callable | None = None) -> dict:
+    """Generate every selected leaf into ``out_dir/generated/``; cached leaves are copied, not
+    regenerated. ``runner`` distributes the missing leaves (e.g. on Ray); default: in process."""
+    taxonomy_root = Path(taxonomy_root)
+    leaves = select_leaves(taxonomy_root, only)
+    cache = cache_root()
+    todo, summary = [], {"leaves": [], "teacher": teacher.identity, "prompts": prompts.fingerprint()}
+    for leaf in leaves:
+        raw = (taxonomy_root / leaf.path).read_bytes()
+        key = leaf_key(leaf, raw, teacher, config)
+        todo.append((leaf, key))
+    missing = [(leaf, key) for leaf, key in todo if not (cache / f"{key}.jsonl").exists()]
+    if missing:
+        run = runner or (lambda items, fn: (fn(item) for item in items))
+        done = 0
+        for leaf, key, result in run(missing, lambda item: (*item, generate_leaf(item[0], taxonomy_root, teacher, config))):
+            write_jsonl(cache / f"{key}.leaf.json.tmp", [result["leaf"]])
+            os.replace(cache / f"{key}.leaf.json.tmp", cache / f"{key}.leaf.json")
+            meta = {"malformed": result["malformed"], "seconds": round(result["seconds"], 3)}
+            (cache / f"{key}.meta.json").write_text(json.dumps(meta))
+            write_jsonl(cache / f"{key}.jsonl", result["records"])  # last: marks the leaf complete
+            done += 1
+            if progress:
+                progress(leaf.path, done, len(missing))
+    generated_dir = out_dir / "generated"
+    generated_dir.mkdir(parents=True, exist_ok=True)
+    infos = []
+    fresh = {key for _, key in missing}
+    for leaf, key in todo:
+        records = read_jsonl(cache / f"{key}.jsonl")
+        infos.append(json.loads((cache / f"{key}.leaf.json").read_text().splitlines()[0]))
+        meta = json.loads((cache / f"{key}.meta.json").read_text())
+        n = write_jsonl(generated_dir / f"{slug(leaf.path)}.jsonl", records)
+        summary["leaves"].append({"path": leaf.path, "key": key, "status": "generated" if key in fresh else "cached",
+                                  "samples": n, "malformed": meta["malformed"], "seconds": meta["seconds"]})
+    write_jsonl(out_dir / "leaves.jsonl", infos)
+    (out_dir / "generate_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

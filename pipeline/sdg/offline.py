@@ -1,0 +1,121 @@
+"""The offline teacher: a deterministic, document-grounded generator that needs no model.
+
+It is a smoke-level teacher: it writes definition, fill-in-the-blank and explanation questions
+from a chunk's own sentences (so every answer is grounded by construction), and varies skill
+seeds by rephrasing their instructions. Good enough for the pipeline downstream to mean
+something on a laptop; use a real model (OpenAI-compatible endpoint or a local HF model) for
+data worth training on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+
+from .chunking import sentences
+from .prompts import Prompt
+
+_COPULA = re.compile(r"^(?P<subj>(?:(?:The|A|An)\s+)?[A-Za-z][\w'-]*(?:\s+[\w'-]+){0,6}?)\s+"
+                     r"(?P<verb>is|are|was|were)\s+(?P<rest>.{12,})$")
+_PRONOUNS = {"it", "this", "that", "these", "those", "they", "he", "she", "there", "here", "what",
+             "which", "who", "one", "each", "most", "some", "all"}
+_NUMBER = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b")
+_ENTITY = re.compile(r"(?<!^)(?<![.!?]\s)\b([A-Z][a-z]+(?:\s+(?:of\s+)?[A-Z][a-z]+)+)\b")
+_REPHRASE = ["{q}", "Please help with this: {q}", "{q} Take care to get it right.",
+             "Here is a task for you. {q}", "Could you do the following? {q}", "{q} Answer carefully."]
+
+
+def _rng(*parts) -> random.Random:
+    return random.Random(int(hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:16], 16))
+
+
+def _pair(q: str, a: str, context: str | None = None) -> str:
+    return (f"[Context]\n{context}\n" if context else "") + f"[Question]\n{q}\n[Answer]\n{a}\n[End]"
+
+
+def _lower_first(s: str) -> str:
+    return s[:1].lower() + s[1:] if s[:2] != s[:2].upper() else s
+
+
+def definition(sentence: str) -> tuple[str, str] | None:
+    m = _COPULA.match(sentence.strip())
+    if not m:
+        return None
+    subj = m.group("subj").strip()
+    first_of_rest = m.group("rest").split()[0].lower()
+    if subj.split()[0].lower() in _PRONOUNS or len(subj) < 3:
+        return None
+    # "X is driven by ..." is a passive statement, not a definition of X
+    if first_of_rest.endswith(("ed", "en")) or first_of_rest in {"also", "not", "often", "usually", "simply"}:
+        return None
+    return f"What {m.group('verb')} {_lower_first(subj)}?", sentence.strip()
+
+
+def cloze(sentence: str) -> tuple[str, str] | None:
+    for rx, what in ((_NUMBER, "number"), (_ENTITY, "name")):
+        hits = list(rx.finditer(sentence))
+        if hits:
+            m = hits[0]
+            blanked = sentence[:m.start()] + "____" + sentence[m.end():]
+            return (f"Fill in the blank: {blanked}", f"The missing {what} is {m.group(0).strip()}. "
+                    f"The full statement reads: {sentence.strip()}")
+    return None
+
+
+def knowledge(prompt: Prompt, sample: int) -> str:
+    v = prompt.variables
+    text, n = v["document"], int(v["n"])
+    sents = [s for s in sentences(text.replace("\n", " ")) if len(s.split()) >= 5]
+    rng = _rng(text, prompt.task, sample)
+    out = []
+    if prompt.task == "knowledge_short":
+        order = sents[:]
+        rng.shuffle(order)
+        for s in order:
+            for make in ((definition, cloze) if rng.random() < 0.5 else (cloze, definition)):
+                qa = make(s)
+                if qa:
+                    out.append(_pair(*qa))
+                    break
+            if len(out) >= n:
+                break
+    else:
+        title = v.get("title") or v.get("domain") or "the document"
+        topic = title.split(" > ")[-1]
+        subjects = [definition(s)[0][len("What is "):].rstrip("?") for s in sents if definition(s)]
+        questions = [f"Explain what the material on {_lower_first(topic)} says.",
+                     f"Describe in detail: {topic}.",
+                     f"Summarise the main points about {_lower_first(topic)}."]
+        questions += [f"Explain {s} and why it matters, using the text." for s in subjects]
+        rng.shuffle(questions)
+        for i, q in enumerate(questions[:n]):
+            start = (i * 2 + sample) % max(1, len(sents))
+            answer = " ".join((sents[start:] + sents[:start])[:max(3, min(6, len(sents)))])
+            out.append(_pair(q, answer))
+    return "\n\n".join(out)
+
+
+def skill(prompt: Prompt, sample: int) -> str:
+    v = prompt.variables
+    seeds = v["seeds"]  # list of (context, question, answer)
+    n = int(v["n"])
+    rng = _rng(prompt.task, sample, *(q for _, q, _ in seeds))
+    out = []
+    for i in range(n):
+        context, q, a = seeds[rng.randrange(len(seeds))]
+        pattern = _REPHRASE[(i + sample) % len(_REPHRASE)]
+        out.append(_pair(pattern.format(q=q.strip()), a.strip(), context.strip() if context else None))
+    return "\n\n".join(out)
+
+
+def judge(prompt: Prompt) -> str:
+    raise NotImplementedError("the offline teacher does not judge")
+
+
+def complete(prompt: Prompt, sample: int) -> str:
+    if prompt.task.startswith("knowledge"):
+        return knowledge(prompt, sample)
+    if prompt.task.startswith("skill"):
+        return skill(prompt, sample)
+    return judge(prompt)

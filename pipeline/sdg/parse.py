@@ -1,0 +1,44 @@
+"""Parse teacher output in the [Question]/[Answer]/[End] format, tolerating real-model drift."""
+
+from __future__ import annotations
+
+import re
+
+_TAG = re.compile(r"^\s*\[?\s*(context|question|answer|end)\s*\]?\s*:?\s*(.*)$", re.I)
+
+
+def parse_pairs(text: str) -> tuple[list[dict], int]:
+    """(pairs, malformed blocks). A pair needs a question and an answer; an unterminated last
+    pair (a truncated completion) counts as malformed."""
+    pairs, malformed = [], 0
+    current: dict | None = None
+    field = None
+    for line in (text or "").splitlines():
+        m = _TAG.match(line)
+        tag = m.group(1).lower() if m and (line.strip().startswith("[") or line.strip().lower().startswith(
+            ("question:", "answer:", "context:"))) else None
+        if tag:
+            rest = m.group(2).strip()
+            if tag == "end":
+                if current is not None:
+                    if current.get("question", "").strip() and current.get("answer", "").strip():
+                        pairs.append({k: v.strip() for k, v in current.items()})
+                    else:
+                        malformed += 1
+                current, field = None, None
+                continue
+            if current is None or (tag in ("context", "question") and current.get("answer")):
+                if current is not None:  # a new pair started without [End]
+                    if current.get("question") and current.get("answer"):
+                        pairs.append({k: v.strip() for k, v in current.items()})
+                    else:
+                        malformed += 1
+                current = {}
+            field = tag
+            current[field] = rest
+            continue
+        if current is not None and field:
+            current[field] = (current[field] + "\n" + line) if current[field] else line
+    if current is not None:
+        malformed += 1  # truncated: no [End]
+    return pairs, malformed

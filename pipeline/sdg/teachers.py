@@ -1,0 +1,183 @@
+"""Teachers behind one small interface: a batch of prompts in, ``n`` completions per prompt out.
+
+- ``OfflineTeacher``: no model (the default; smoke-level, see offline.py);
+- ``OpenAITeacher``: any OpenAI-compatible server (vLLM, llama.cpp, Ollama, `sprout model serve`);
+- ``HFTeacher``: a local Hugging Face causal-LM directory, batched generation.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from . import offline
+from .prompts import Prompt
+
+
+class TeacherError(Exception):
+    """The teacher cannot be used (unreachable, wrong model, refused)."""
+
+
+@dataclass(frozen=True)
+class GenParams:
+    temperature: float = 0.7
+    max_tokens: int = 1024
+    seed: int = 42
+
+    def key(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+class Teacher(Protocol):
+    identity: str
+    """Stable description of the teacher, part of every cache key."""
+    can_judge: bool
+
+    def complete(self, prompts: list[Prompt], n: int = 1, params: GenParams = GenParams()) -> list[list[str]]:
+        ...
+
+
+class OfflineTeacher:
+    identity = f"offline:{offline.__name__}:v1"
+    can_judge = False
+
+    def complete(self, prompts, n=1, params=GenParams()):
+        return [[offline.complete(p, params.seed * 1000 + i) for i in range(n)] for p in prompts]
+
+
+class OpenAITeacher:
+    """Chat completions against an OpenAI-compatible endpoint, with a concurrency limit,
+    timeouts, and retries with backoff for 429/5xx/network errors."""
+
+    can_judge = True
+
+    def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
+                 concurrency: int = 8, timeout: float = 120.0, retries: int = 4, check: bool = True):
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        if not self.base_url.endswith("/v1"):
+            self.base_url += "/v1"
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(timeout=timeout, headers=headers,
+                                 limits=httpx.Limits(max_connections=concurrency))
+        self.concurrency, self.retries = concurrency, retries
+        self.model = model
+        if check:
+            self.model = self._check_model(model)
+        self.identity = f"openai:{self.base_url}:{self.model}"
+
+    def _check_model(self, model: str | None) -> str:
+        import httpx
+        try:
+            r = self.http.get(f"{self.base_url}/models")
+        except httpx.HTTPError as e:
+            raise TeacherError(f"teacher server {self.base_url} is unreachable: {e}") from None
+        if r.status_code >= 400:
+            raise TeacherError(f"teacher server {self.base_url}/models answered {r.status_code}: {r.text[:200]}")
+        try:
+            ids = [m["id"] for m in r.json().get("data", [])]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise TeacherError(f"teacher server {self.base_url}/models did not answer an OpenAI model list") from None
+        if model is None:
+            if len(ids) != 1:
+                raise TeacherError(f"the server serves {len(ids)} models ({', '.join(ids)}); choose one")
+            return ids[0]
+        if model not in ids:
+            raise TeacherError(f"model {model!r} is not served by {self.base_url}; it serves: {', '.join(ids) or 'nothing'}")
+        return model
+
+    def _one(self, prompt: Prompt, n: int, params: GenParams) -> list[str]:
+        import httpx
+        body = {"model": self.model, "messages": list(prompt.messages), "n": n,
+                "temperature": params.temperature, "max_tokens": params.max_tokens, "seed": params.seed}
+        delay = 1.0
+        for attempt in range(self.retries + 1):
+            try:
+                r = self.http.post(f"{self.base_url}/chat/completions", json=body)
+                if r.status_code == 429 or r.status_code >= 500:
+                    raise TeacherError(f"teacher answered {r.status_code}")
+                if r.status_code >= 400:
+                    raise TeacherError(f"teacher refused the request ({r.status_code}): {r.text[:300]}")
+                data = r.json()
+                choices = data.get("choices") or []
+                texts = [((c.get("message") or {}).get("content") or "") for c in choices]
+                return (texts + [""] * n)[:n]  # a short answer list yields empty completions
+            except (httpx.HTTPError, ValueError, TeacherError) as e:
+                retryable = not (isinstance(e, TeacherError) and "refused" in str(e))
+                if attempt == self.retries or not retryable:
+                    raise TeacherError(f"chat completion failed after {attempt + 1} attempts: {e}") from None
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 30)
+        return [""] * n
+
+    def complete(self, prompts, n=1, params=GenParams()):
+        with concurrent.futures.ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(lambda p: self._one(p, n, params), prompts))
+
+
+class HFTeacher:
+    """A local Hugging Face causal LM (any directory with config, weights and a tokenizer
+    with a chat template), generating in batches."""
+
+    can_judge = True
+
+    def __init__(self, model_dir: str | Path, batch_size: int = 8, device: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise TeacherError(f"{path} is not a Hugging Face model directory (no config.json)")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(path)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.batch_size = batch_size
+        digest = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:12]
+        self.identity = f"hf:{path.resolve()}:{digest}"
+
+    def generate(self, conversations: list[list[dict]], params: GenParams, n: int = 1) -> list[list[str]]:
+        import torch
+        out: list[list[str]] = []
+        torch.manual_seed(params.seed)
+        for i in range(0, len(conversations), self.batch_size):
+            batch = conversations[i:i + self.batch_size]
+            texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            with torch.no_grad():
+                gen = self.model.generate(**enc, max_new_tokens=params.max_tokens, do_sample=params.temperature > 0,
+                                          temperature=max(params.temperature, 1e-5), num_return_sequences=n,
+                                          pad_token_id=self.tokenizer.pad_token_id)
+            new = gen[:, enc["input_ids"].shape[1]:]
+            decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            out.extend(decoded[j * n:(j + 1) * n] for j in range(len(batch)))
+        return out
+
+    def complete(self, prompts, n=1, params=GenParams()):
+        return self.generate([list(p.messages) for p in prompts], params, n)
+
+
+_lock = threading.Lock()
+
+
+def make_teacher(spec: str | None, model: str | None = None, api_key: str | None = None) -> Teacher:
+    """'offline' (default), an http(s) URL of an OpenAI-compatible server, or a model folder."""
+    if not spec or spec == "offline":
+        return OfflineTeacher()
+    if spec.startswith(("http://", "https://")):
+        return OpenAITeacher(spec, model=model, api_key=api_key)
+    if Path(spec).is_dir():
+        return HFTeacher(spec)
+    raise TeacherError(f"unknown teacher {spec!r}: use 'offline', an http(s) URL of an OpenAI-compatible "
+                       "server, or a Hugging Face model directory")
