@@ -10,7 +10,9 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 setup: $(PY)
+	$(PY) -m pip install -q "torch==2.13.0"  # first: the CPU wheel, so nothing pulls a CUDA build
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.startswith('2.13.0') else 'pip replaced torch: ' + v)"
 
 test: setup
 	$(PY) -m pytest -q

@@ -209,6 +209,21 @@ def cmd_mix(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_serve(args: argparse.Namespace) -> int:
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "config.json").is_file():
+        print(f"sprout model serve: {model_dir} is not a Hugging Face model directory (no config.json)",
+              file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from .serve.openai_server import create_app
+    app = create_app(model_dir, name=args.name)
+    print(f"serving {model_dir} at http://{args.host}:{args.port}/v1 (OpenAI-compatible)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_bot_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -317,6 +332,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--recipe", help="a recipe JSON file (keys: see pipeline/mix.py Recipe)")
     m.add_argument("--replay", nargs="+", metavar="JSONL", help="replay sources (messages JSONL)")
     m.set_defaults(func=cmd_mix)
+
+    md = sub.add_parser("model", help="work with models")
+    msub = md.add_subparsers(dest="model_command", metavar="COMMAND")
+    ms = msub.add_parser("serve", help="serve a model with an OpenAI-compatible API",
+                         description="Serve any Hugging Face causal-LM directory at /v1/models, "
+                                     "/v1/chat/completions and /v1/completions, e.g. as a teacher for "
+                                     "'sprout generate --teacher http://127.0.0.1:8000/v1'.")
+    ms.add_argument("model_dir", help="a model directory (config.json, weights, tokenizer)")
+    ms.add_argument("--host", default="127.0.0.1")
+    ms.add_argument("--port", type=int, default=8000)
+    ms.add_argument("--name", help="model id to serve under (default: the folder name)")
+    ms.set_defaults(func=cmd_model_serve)
+    md.set_defaults(func=lambda a: (md.print_help(), 2)[1])
 
     b = sub.add_parser("bot", help="the GitHub webhook bot",
                        description="The GitHub-facing bot: validates pull requests, answers "

@@ -17,9 +17,9 @@ def need_shared(path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    # One document-repo cache per test session, never the user's own ~/.cache.
-    monkeypatch.setenv("SPROUT_CACHE", str(tmp_path_factory.getbasetemp() / "sprout-cache"))
+def _isolated_cache(tmp_path, monkeypatch):
+    # Each test its own cache (generation results, document mirrors), never the user's ~/.cache.
+    monkeypatch.setenv("SPROUT_CACHE", str(tmp_path / "sprout-cache"))
 
 
 def run_git(repo: Path, *args: str) -> str:

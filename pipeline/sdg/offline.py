@@ -58,8 +58,7 @@ def cloze(sentence: str) -> tuple[str, str] | None:
         if hits:
             m = hits[0]
             blanked = sentence[:m.start()] + "____" + sentence[m.end():]
-            return (f"Fill in the blank: {blanked}", f"The missing {what} is {m.group(0).strip()}. "
-                    f"The full statement reads: {sentence.strip()}")
+            return f"Fill in the blank: {blanked}", sentence.strip()
     return None
 
 

@@ -74,6 +74,20 @@ class OpenAITeacher:
             self.model = self._check_model(model)
         self.identity = f"openai:{self.base_url}:{self.model}"
 
+    def __getstate__(self):  # picklable for Ray: the HTTP client is rebuilt on the other side
+        state = dict(self.__dict__)
+        state["_headers"] = dict(self.http.headers)
+        state["_timeout"] = self.http.timeout
+        del state["http"]
+        return state
+
+    def __setstate__(self, state):
+        import httpx
+        headers, timeout = state.pop("_headers"), state.pop("_timeout")
+        self.__dict__.update(state)
+        self.http = httpx.Client(timeout=timeout, headers=headers,
+                                 limits=httpx.Limits(max_connections=self.concurrency))
+
     def _check_model(self, model: str | None) -> str:
         import httpx
         try:

@@ -1,0 +1,1 @@
+"""`sprout model serve`: an OpenAI-compatible server for any Hugging Face causal-LM directory."""

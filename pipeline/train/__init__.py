@@ -1,0 +1,1 @@
+"""Training the student (in progress: the default student builder lives here)."""

@@ -1,0 +1,63 @@
+from pipeline.sdg.chunking import chunk_markdown, sections
+from pipeline.sdg.parse import parse_pairs
+
+MD = """# Title
+
+Intro with a [link](http://x) and **bold** and `code`.
+
+## Part one
+
+First paragraph of part one. It has two sentences.
+
+| name | value |
+|------|-------|
+| a    | 1     |
+
+```python
+print("kept as text")
+```
+
+## Part two
+
+""" + " ".join(f"Sentence number {i} says something useful." for i in range(60)) + "\n"
+
+
+def test_sections_clean_markdown():
+    secs = dict(sections(MD))
+    assert secs[("Title",)] == ["Intro with a link and bold and code."]
+    part1 = secs[("Title", "Part one")]
+    assert "a; 1." in part1 and any("print" in p for p in part1)
+
+
+def test_chunks_respect_headings_and_budget():
+    chunks = chunk_markdown(MD, "doc.md", max_tokens=100)
+    assert {c.headings for c in chunks} == {("Title",), ("Title", "Part one"), ("Title", "Part two")}
+    assert all(len(c.text.split()) <= 75 for c in chunks)
+    part2 = [c for c in chunks if c.headings[-1] == "Part two"]
+    assert len(part2) >= 4 and all(c.text.endswith(".") for c in part2)
+    assert len({c.id for c in chunks}) == len(chunks)
+
+
+def test_parse_pairs_tolerates_drift_and_counts_malformed():
+    text = """Here you go:
+[Question]
+What is A?
+[Answer]
+A is a letter.
+[End]
+
+Question: What is B?
+Answer: B is another letter.
+[End]
+[Question]
+Only a question
+[End]
+[Question]
+What is C?
+[Answer]
+C is cut off"""
+    pairs, bad = parse_pairs(text)
+    assert [p["question"] for p in pairs] == ["What is A?", "What is B?"]
+    assert bad == 2  # one without an answer, one truncated
+    assert parse_pairs("") == ([], 0)
+    assert parse_pairs("no format at all") == ([], 0)
