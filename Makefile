@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test validate bench clean
+.PHONY: setup test validate demo bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ test: setup
 
 validate: setup
 	$(VENV)/bin/sprout validate taxonomy
+
+# The main job on embedded defaults, as far as it is built: validate -> generate -> filter -> mix.
+demo: setup
+	$(VENV)/bin/sprout validate taxonomy
+	$(VENV)/bin/sprout generate taxonomy --out runs/demo
+	$(VENV)/bin/sprout filter runs/demo
+	$(VENV)/bin/sprout mix runs/demo
+	@echo "phase datasets and reports: runs/demo (filter_report.md, phase1.jsonl, phase2.jsonl, recipe.json)"
 
 bench: setup
 	$(PY) bench/validate.py

@@ -162,8 +162,13 @@ def cmd_filter(args: argparse.Namespace) -> int:
             return 2
     config = FilterConfig(use_embeddings=not args.no_embeddings, embedding_model=args.embedding_model,
                           safety=SafetyConfig(pii=args.pii, blocklist=tuple(args.block or ())))
-    kept, rep = run_filters(records, leaves, config, teacher=teacher,
-                            progress=lambda name: print(f"  {name} done", file=sys.stderr))
+    if args.ray:
+        from .distributed import ray_map
+        from .filter.run import run_filters_by_leaf
+        kept, rep = run_filters_by_leaf(records, leaves, config, teacher=teacher, runner=ray_map)
+    else:
+        kept, rep = run_filters(records, leaves, config, teacher=teacher,
+                                progress=lambda name: print(f"  {name} done", file=sys.stderr))
     out = Path(args.out or src)
     write_jsonl(out / "filtered.jsonl", kept)
     write_report(rep, out)
@@ -321,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--block", nargs="+", metavar="WORD", help="drop samples containing these words")
     f.add_argument("--no-embeddings", action="store_true", help="skip the embedding-based filters")
     f.add_argument("--embedding-model", metavar="DIR", help="a sentence-embedding model directory")
+    f.add_argument("--ray", action="store_true",
+                   help="filter leaf by leaf on Ray Data (local Ray or RAY_ADDRESS); duplicates are then "
+                        "judged within each leaf")
     f.set_defaults(func=cmd_filter)
 
     m = sub.add_parser("mix", help="balance leaves, add replay, write the phase datasets",

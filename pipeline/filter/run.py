@@ -120,3 +120,33 @@ def report_markdown(rep: dict) -> str:
 def write_report(rep: dict, out_dir: Path) -> None:
     (out_dir / "filter_report.json").write_text(json.dumps(rep, indent=2, ensure_ascii=False))
     (out_dir / "filter_report.md").write_text(report_markdown(rep))
+
+
+def run_filters_by_leaf(records: list[dict], leaves: dict[str, dict], config: FilterConfig = FilterConfig(),
+                        teacher=None, runner=None) -> tuple[list[dict], dict]:
+    """The same filters, leaf by leaf (duplicates are judged within a leaf), so that leaves can
+    run in parallel: ``runner(items, fn)`` distributes them (e.g. ``pipeline.distributed.ray_map``)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[r["leaf"]].append(r)
+    paths = sorted(set(groups) | set(leaves))
+    items = [(p, groups.get(p, []), {p: leaves.get(p, {})}) for p in paths]
+
+    def one(item):
+        path, rows, info = item
+        return run_filters(rows, info, config, teacher=teacher)
+
+    results = list(runner(items, one)) if runner else [one(i) for i in items]
+    kept, merged = [], {"totals": {"in": 0, "out": 0, "filters": {}}, "leaves": {}}
+    for rows, rep in results:
+        kept.extend(rows)
+        merged["leaves"].update(rep["leaves"])
+        merged["totals"]["in"] += rep["totals"]["in"]
+        merged["totals"]["out"] += rep["totals"]["out"]
+        for name, f in rep["totals"]["filters"].items():
+            agg = merged["totals"]["filters"].setdefault(name, {"dropped": 0, "modified": 0})
+            agg["dropped"] += f["dropped"]
+            agg["modified"] += f.get("modified", 0)
+            if f.get("skipped"):
+                agg["skipped"] = f["skipped"]
+    return kept, merged

@@ -52,3 +52,22 @@ def test_generate_filter_mix_commands(tmp_path):
     assert rows and all(r["messages"][-1]["role"] == "assistant" for r in rows)
     assert run("mix", str(tmp_path / "nothing")).returncode == 2
     assert run("generate", "--teacher", "nonsense").returncode == 2
+
+
+@pytest.mark.slow
+def test_filtering_leaf_by_leaf_on_ray(sample_taxonomy, tmp_path):
+    pytest.importorskip("ray")
+    import ray
+    from pipeline.distributed import ray_map
+    from pipeline.filter.run import FilterConfig, run_filters_by_leaf
+    generate(sample_taxonomy, tmp_path / "o", OfflineTeacher())
+    records = [r for f in sorted((tmp_path / "o/generated").glob("*.jsonl")) for r in read_jsonl(f)]
+    leaves = {x["path"]: x for x in read_jsonl(tmp_path / "o/leaves.jsonl")}
+    config = FilterConfig(use_embeddings=False)
+    local_kept, local_rep = run_filters_by_leaf(records, leaves, config)
+    try:
+        ray_kept, ray_rep = run_filters_by_leaf(records, leaves, config, runner=ray_map)
+    finally:
+        ray.shutdown()
+    assert sorted(r["id"] for r in ray_kept) == sorted(r["id"] for r in local_kept)
+    assert ray_rep["totals"] == local_rep["totals"] and len(ray_rep["leaves"]) == 6
