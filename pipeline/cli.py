@@ -214,6 +214,65 @@ def cmd_mix(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from .train.data import DatasetError, read_messages
+    from .train.loop import TrainConfig
+    from .train.recipe import LAB_PHASE1, LAB_PHASE2, scaled
+
+    data = Path(args.data)
+    student = args.student
+    if student == "default":
+        from .train.student import build_student, taxonomy_texts
+        student = str(Path(args.out) / "base")
+        if not (Path(student) / "config.json").exists():
+            print(f"building the default tiny student in {student}", file=sys.stderr)
+            build_student(taxonomy_texts(Path(args.taxonomy)), Path(student))
+    if not (Path(student) / "config.json").is_file():
+        print(f"sprout train: {student} is not a Hugging Face model directory", file=sys.stderr)
+        return 2
+    try:
+        from transformers import AutoConfig
+        cfg = AutoConfig.from_pretrained(student)
+        params = cfg.hidden_size * cfg.hidden_size * 12 * cfg.num_hidden_layers + cfg.vocab_size * cfg.hidden_size
+        phases = []
+        for base, name in ((LAB_PHASE1, "phase1.jsonl"), (LAB_PHASE2, "phase2.jsonl")):
+            if args.phases and base.name not in args.phases:
+                continue
+            n = len(read_messages(data / name))
+            phases.append(scaled(base, n, params, epochs=args.epochs))
+    except DatasetError as e:
+        print(f"sprout train: {e}", file=sys.stderr)
+        return 2
+    config = TrainConfig(student=student, out=args.out, phases=tuple(phases), data_dir=str(data),
+                         max_len=args.max_len, tokens_per_micro_batch=args.tokens_per_micro_batch,
+                         zero_stage=args.zero, offload=args.offload, precision=args.precision,
+                         checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, seed=args.seed)
+    for p in phases:
+        print(f"phase {p.name}: {p.epochs} epochs, lr {p.lr:g}, effective batch {p.effective_batch}, "
+              f"warm-up {p.warmup_ratio:.0%}", file=sys.stderr)
+    try:
+        if args.workers > 1 or args.ray:
+            from .train.ray_train import train_on_ray
+            final = train_on_ray(config, workers=args.workers, use_gpu=args.gpu)
+        else:
+            from .train.loop import train
+            final = train(config)
+    except DatasetError as e:
+        print(f"sprout train: {e}", file=sys.stderr)
+        return 2
+    rows = [_json.loads(x) for x in (Path(args.out) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    for p in phases:
+        pr = [r for r in rows if r["phase"] == p.name]
+        if pr:
+            print(f"{p.name:<10} steps {len(pr):>5}  loss {pr[0]['loss']:.3f} -> {pr[-1]['loss']:.3f}  "
+                  f"tokens/s {sum(r['tokens_per_s'] for r in pr) / len(pr):,.0f}  "
+                  f"padding efficiency {sum(r['padding_efficiency'] for r in pr) / len(pr):.1%}")
+    print(f"model: {final}   metrics: {Path(args.out) / 'metrics.jsonl'}")
+    return 0
+
+
 def cmd_model_serve(args: argparse.Namespace) -> int:
     model_dir = Path(args.model_dir)
     if not (model_dir / "config.json").is_file():
@@ -340,6 +399,32 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--recipe", help="a recipe JSON file (keys: see pipeline/mix.py Recipe)")
     m.add_argument("--replay", nargs="+", metavar="JSONL", help="replay sources (messages JSONL)")
     m.set_defaults(func=cmd_mix)
+
+    t = sub.add_parser("train", help="train the student (DeepSpeed; Ray Train with --workers > 1)",
+                       description="Phase 1 (knowledge) then phase 2 (skills) on the phase datasets that "
+                                   "'sprout mix' writes, following LAB's recipe scaled to the model and "
+                                   "data (pipeline/train/recipe.py). Samples are packed into micro-batches "
+                                   "(no padding), loss only on assistant tokens; checkpoints resume mid-phase.")
+    t.add_argument("data", nargs="?", default="runs/data", help="folder with phase1.jsonl and phase2.jsonl")
+    t.add_argument("--student", default="default",
+                   help="a Hugging Face model directory, or 'default': a tiny Llama built from a config "
+                        "with a tokenizer trained on the taxonomy")
+    t.add_argument("--taxonomy", default="taxonomy", help="taxonomy for the default student's tokenizer")
+    t.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
+    t.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1, no Ray)")
+    t.add_argument("--ray", action="store_true", help="use Ray Train even with one worker")
+    t.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")
+    t.add_argument("--zero", type=int, choices=[0, 1, 2, 3], default=2, help="ZeRO stage (default: 2)")
+    t.add_argument("--offload", action="store_true", help="ZeRO CPU offload of optimizer state")
+    t.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    t.add_argument("--epochs", type=int, help="override both phases' epochs")
+    t.add_argument("--phases", nargs="+", choices=["knowledge", "skills"], help="run only these phases")
+    t.add_argument("--max-len", type=int, default=1024, help="longest sample in tokens; longer ones are dropped")
+    t.add_argument("--tokens-per-micro-batch", type=int, default=4096)
+    t.add_argument("--checkpoint-every", type=int, default=50, help="optimizer steps between checkpoints")
+    t.add_argument("--max-steps", type=int, help="stop each phase after N optimizer steps (smoke runs)")
+    t.add_argument("--seed", type=int, default=42)
+    t.set_defaults(func=cmd_train)
 
     md = sub.add_parser("model", help="work with models")
     msub = md.add_subparsers(dest="model_command", metavar="COMMAND")

@@ -1,0 +1,292 @@
+"""The training loop: DeepSpeed (ZeRO 0-3) over packed micro-batches, phase after phase, with
+checkpoints that resume mid-phase. Runs in one process, under torchrun/deepspeed, or inside a
+Ray Train worker (see ray_train.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .recipe import BETAS, GRAD_CLIP, Phase
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    student: str
+    """Hugging Face model directory to start from."""
+    out: str
+    """Run folder: checkpoints/, one model folder per phase, metrics.jsonl."""
+    phases: tuple = ()
+    """Phase objects (see recipe.py), in order; each starts from the previous one's end."""
+    data_dir: str = "."
+    """Where the phases' data files are."""
+    max_len: int = 1024
+    """Longest sample in tokens; longer ones are dropped (counted) or truncated, see ``overlong``."""
+    overlong: str = "drop"
+    tokens_per_micro_batch: int = 4096
+    """Packing budget of one micro-batch per worker."""
+    zero_stage: int = 2
+    offload: bool = False
+    """ZeRO CPU offload of optimizer state (compiles DeepSpeed's cpu_adam on first use)."""
+    precision: str = "auto"
+    """'bf16', 'fp32' or 'auto' (bf16 on a GPU that supports it, fp32 on CPU)."""
+    weight_decay: float = 0.0
+    seed: int = 42
+    checkpoint_every: int = 50
+    """Optimizer steps between checkpoints (and one at each phase end)."""
+    keep_checkpoints: int = 2
+    max_steps: int | None = None
+    """Stop each phase after this many optimizer steps (smoke runs)."""
+    stop_after_steps: int | None = None
+    """Testing aid: end the process abruptly after this many optimizer steps in total."""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["phases"] = [asdict(p) for p in self.phases]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["phases"] = tuple(Phase(**p) if isinstance(p, dict) else p for p in d.get("phases", ()))
+        return cls(**d)
+
+
+def _dist_setup():
+    import deepspeed
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        for k, v in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1")):
+            os.environ.setdefault(k, v)
+        if "MASTER_PORT" not in os.environ:
+            import socket
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+        import torch
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _precision(config: TrainConfig) -> str:
+    import torch
+    if config.precision != "auto":
+        return config.precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def _schedule(total: int, warmup: int, min_ratio: float):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def _rng_state() -> dict:
+    import numpy as np
+    import torch
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng(state: dict) -> None:
+    import numpy as np
+    import torch
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+class MetricsLog:
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def write(self, row: dict) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path | None:
+    """Run every phase; returns the final model folder (on rank 0)."""
+    import torch
+    import torch.distributed as dist
+
+    rank, world = _dist_setup()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = MetricsLog(out / "metrics.jsonl", rank == 0)
+    start_from = Path(config.student)
+    total_steps_done = 0
+    for phase in config.phases:
+        done_marker = out / phase.name / "sprout_phase.json"
+        if done_marker.exists():  # finished in an earlier run: resume after it
+            start_from = out / phase.name
+            continue
+        start_from, steps = _train_phase(config, phase, start_from, rank, world, metrics, total_steps_done, progress)
+        total_steps_done += steps
+        dist.barrier()
+    return start_from if rank == 0 else None
+
+
+def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int, world: int,
+                 metrics: MetricsLog, steps_before: int, progress: bool):
+    import deepspeed
+    import torch
+    import torch.distributed as dist
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .data import read_messages, tokenize_dataset
+    from .packing import collate, loss_sum, plan_epoch
+
+    out = Path(config.out)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(start_from)
+    model = AutoModelForCausalLM.from_pretrained(start_from, torch_dtype=torch.float32)
+    samples, report = tokenize_dataset(tokenizer, read_messages(Path(config.data_dir) / phase.data),
+                                       config.max_len, config.overlong)
+    if not samples:
+        from .data import DatasetError
+        raise DatasetError(f"{phase.data}: no usable samples ({report.dropped_too_long} over "
+                           f"{config.max_len} tokens, {report.dropped_no_assistant} without an assistant turn)")
+    lengths = [len(s) for s in samples]
+    steps_per_epoch = len(plan_epoch(lengths, config.tokens_per_micro_batch, world, 0, config.seed)[0])
+    per_micro = len(samples) / max(1, steps_per_epoch * world)
+    accum = max(1, round(phase.effective_batch / max(1e-9, per_micro * world)))
+    opt_steps_per_epoch = math.ceil(steps_per_epoch / accum)
+    total = opt_steps_per_epoch * phase.epochs
+    if config.max_steps:
+        total = min(total, config.max_steps)
+    warmup = max(1, int(total * phase.warmup_ratio))
+    precision = _precision(config)
+    zero = {"stage": config.zero_stage}
+    if config.offload:
+        zero["offload_optimizer"] = {"device": "cpu"}
+    ds_config = {
+        "train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": accum,
+        "gradient_clipping": GRAD_CLIP, "zero_optimization": zero, "steps_per_print": 10 ** 9,
+        "bf16": {"enabled": precision == "bf16"}, "wall_clock_breakdown": False,
+        # torch's AdamW: DeepSpeed's fused/cpu Adam would be compiled with gcc on first use
+        "optimizer": {"type": "AdamW", "params": {"lr": phase.lr, "betas": list(BETAS),
+                                                  "weight_decay": config.weight_decay,
+                                                  "torch_adam": not config.offload}},
+    }
+    schedule = _schedule(total, warmup, phase.min_lr_ratio)
+    engine, optimizer, _, scheduler = deepspeed.initialize(
+        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config,
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule))
+    ckpt_dir = out / "checkpoints"
+    start_epoch, start_micro, opt_step = 0, 0, 0
+    latest = ckpt_dir / "latest"
+    if latest.exists() and latest.read_text().strip().startswith(f"{phase.name}-"):
+        _, client = engine.load_checkpoint(str(ckpt_dir), tag=latest.read_text().strip())
+        start_epoch, start_micro, opt_step = client["epoch"], client["micro"], client["opt_step"]
+        _set_rng(client["rng"])
+        if rank == 0:
+            print(f"[{phase.name}] resumed at epoch {start_epoch}, micro-batch {start_micro}, step {opt_step}", flush=True)
+
+    bar = None
+    if rank == 0 and progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=total, initial=opt_step, desc=f"train {phase.name}", unit="step")
+        except ImportError:
+            pass
+    window_loss, window_tokens, window_real, window_processed = 0.0, 0, 0, 0
+    t0 = time.perf_counter()
+    engine.train()
+    finished = opt_step >= total
+    for epoch in range(start_epoch, phase.epochs):
+        if finished:
+            break
+        plan = plan_epoch(lengths, config.tokens_per_micro_batch, world, epoch, config.seed)[rank]
+        first = start_micro if epoch == start_epoch else 0
+        for micro in range(first, len(plan)):
+            ids, labels, pos = collate(samples, plan[micro], tokenizer.pad_token_id)
+            loss, n_tok = loss_sum(engine, ids, labels, pos)
+            counts = torch.tensor([float(n_tok), float(loss.detach()), float(sum(len(samples[i]) for i in (plan[micro].samples if plan[micro] else []))), float(ids.shape[1])])
+            dist.all_reduce(counts)
+            global_tokens = max(1.0, float(counts[0]))
+            # token-weighted mean across workers: DeepSpeed averages gradients over ranks
+            engine.backward(loss * world / global_tokens)
+            boundary = engine.is_gradient_accumulation_boundary()
+            engine.step()
+            window_loss += float(counts[1])
+            window_tokens += int(counts[0])
+            window_real += int(counts[2])
+            window_processed += int(counts[3])
+            if not boundary:
+                continue
+            opt_step += 1
+            elapsed = time.perf_counter() - t0
+            row = {"phase": phase.name, "step": opt_step, "epoch": epoch, "loss": window_loss / max(1, window_tokens),
+                   "lr": scheduler.get_last_lr()[0], "tokens_per_s": window_real / max(elapsed, 1e-9),
+                   "padding_efficiency": window_real / max(1, window_processed), "loss_tokens": window_tokens,
+                   "workers": world, "accumulation": accum}
+            metrics.write(row)
+            if bar:
+                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}")
+                bar.update(1)
+            window_loss, window_tokens, window_real, window_processed = 0.0, 0, 0, 0
+            t0 = time.perf_counter()
+            if opt_step % config.checkpoint_every == 0 or opt_step >= total:
+                _checkpoint(engine, ckpt_dir, phase, epoch, micro + 1, opt_step, config, rank)
+            if config.stop_after_steps and steps_before + opt_step >= config.stop_after_steps:
+                dist.barrier()
+                os._exit(3)  # simulate a killed run (tests)
+            if opt_step >= total:
+                finished = True
+                break
+    if bar:
+        bar.close()
+    if not (ckpt_dir / "latest").exists() or (ckpt_dir / "latest").read_text().strip() != f"{phase.name}-step{opt_step}":
+        _checkpoint(engine, ckpt_dir, phase, phase.epochs, 0, opt_step, config, rank)
+    final = _export(engine, model, tokenizer, out / phase.name, ckpt_dir, f"{phase.name}-step{opt_step}", config, rank)
+    if rank == 0:
+        info = {"phase": asdict(phase), "steps": opt_step, "accumulation": accum, "workers": world,
+                "samples": report.samples, "dropped_too_long": report.dropped_too_long,
+                "truncated": report.truncated, "started_from": str(start_from), "precision": precision,
+                "zero_stage": config.zero_stage}
+        (out / phase.name / "sprout_phase.json").write_text(json.dumps(info, indent=2))
+    dist.barrier()
+    return final, opt_step
+
+
+def _checkpoint(engine, ckpt_dir: Path, phase: Phase, epoch: int, micro: int, opt_step: int, config: TrainConfig,
+                rank: int) -> None:
+    tag = f"{phase.name}-step{opt_step}"
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={
+        "epoch": epoch, "micro": micro, "opt_step": opt_step, "rng": _rng_state()})
+    if rank == 0:  # keep the newest few
+        tags = sorted((p for p in ckpt_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        for old in tags[:-config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _export(engine, model, tokenizer, dest: Path, ckpt_dir: Path, tag: str, config: TrainConfig, rank: int) -> Path:
+    """A plain Hugging Face directory (safetensors) that from_pretrained loads."""
+    import torch.distributed as dist
+    if config.zero_stage == 3:
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+        dist.barrier()
+        state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag) if rank == 0 else None
+    else:
+        state = {k: v.detach().cpu().float() for k, v in engine.module.state_dict().items()} if rank == 0 else None
+    if rank == 0:
+        from transformers import AutoModelForCausalLM
+        fresh = AutoModelForCausalLM.from_config(model.config)
+        fresh.load_state_dict(state, strict=False)
+        fresh.tie_weights()
+        dest.mkdir(parents=True, exist_ok=True)
+        fresh.save_pretrained(dest, safe_serialization=True)
+        tokenizer.save_pretrained(dest)
+    dist.barrier()
+    return dest

@@ -1,0 +1,41 @@
+"""The training recipe, in one place: LAB's published phases, scaled to the model and data.
+
+LAB (InstructLab) tunes in two phases: knowledge (7 epochs, LR 2e-5, effective batch 128), then
+skills with knowledge replay (10 epochs, LR 6e-6, effective batch 3840, longer warm-up);
+AdamW with betas (0.9, 0.95), cosine decay after a linear warm-up, gradient clipping at 1.0.
+Those numbers are for 7B models and tens of thousands of samples. ``scaled`` keeps their shape
+and shrinks what must shrink: the effective batch never exceeds an eighth of the dataset (so a
+phase has at least eight optimizer steps an epoch), and a model under 100M parameters — the
+embedded tiny student — gets a learning rate 50x higher, which such models need to learn anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    data: str
+    """Messages JSONL for this phase."""
+    epochs: int
+    lr: float
+    effective_batch: int
+    """Samples per optimizer step, across all workers (reached by gradient accumulation)."""
+    warmup_ratio: float
+    """Share of the phase's optimizer steps spent warming up linearly."""
+    min_lr_ratio: float = 0.1
+    """The cosine decays to this share of ``lr``."""
+
+
+LAB_PHASE1 = Phase("knowledge", "phase1.jsonl", epochs=7, lr=2e-5, effective_batch=128, warmup_ratio=0.05)
+LAB_PHASE2 = Phase("skills", "phase2.jsonl", epochs=10, lr=6e-6, effective_batch=3840, warmup_ratio=0.15)
+BETAS = (0.9, 0.95)
+GRAD_CLIP = 1.0
+
+
+def scaled(phase: Phase, samples: int, parameters: int, epochs: int | None = None) -> Phase:
+    batch = max(1, min(phase.effective_batch, samples // 8 or 1))
+    lr = phase.lr * (50 if parameters < 100_000_000 else 1)
+    return replace(phase, effective_batch=batch, lr=lr, epochs=epochs or phase.epochs)
