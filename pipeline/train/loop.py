@@ -230,6 +230,7 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
             row = {"phase": phase.name, "step": opt_step, "epoch": epoch, "loss": window_loss / max(1, window_tokens),
                    "lr": scheduler.get_last_lr()[0], "tokens_per_s": window_real / max(elapsed, 1e-9),
                    "padding_efficiency": window_real / max(1, window_processed), "loss_tokens": window_tokens,
+                   "tokens": window_real, "seconds": elapsed,
                    "workers": world, "accumulation": accum}
             metrics.write(row)
             if bar:
