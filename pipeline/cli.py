@@ -273,6 +273,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run import RunConfig, RunError, run
+    config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, out=args.out, runs_root=args.runs_root,
+                       teacher=args.teacher, teacher_model=args.model, student=args.student,
+                       start_from=args.start_from, workers=args.workers, epochs=args.epochs,
+                       max_steps=args.max_steps, embeddings=not args.no_embeddings)
+    try:
+        out, report = run(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except RunError as e:
+        print(f"sprout run: {e}", file=sys.stderr)
+        return 1
+    for leaf in report["leaves"]:
+        print(f"{leaf['class']:<10} {leaf['path'][:60]:<62} {leaf['base_score']:.3f} -> {leaf['new_score']:.3f}")
+    fg = report["forgetting"]
+    print(f"forgetting: replay loss {fg['base']:.3f} -> {fg['new']:.3f} ({'passed' if fg['passed'] else 'FAILED'})")
+    print(f"verdict: {report['verdict']}   report: {out / 'report.md'} (also report.html, report.json)")
+    return 0 if report["verdict"] == "accepted" else 1
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    import json as _json
+    path = Path(args.runs_root) / "models.json"
+    models = _json.loads(path.read_text()) if path.exists() else []
+    if not models:
+        print(f"no trained models yet under {args.runs_root}")
+        return 0
+    print(f"{'id':<34}{'verdict':<10}{'taxonomy':<14}{'created':<22}path")
+    for m in models:
+        print(f"{m['id'][:33]:<34}{m['verdict']:<10}{(m.get('taxonomy_sha') or '-')[:12]:<14}{m['created']:<22}{m['path']}")
+    return 0
+
+
 def cmd_model_serve(args: argparse.Namespace) -> int:
     model_dir = Path(args.model_dir)
     if not (model_dir / "config.json").is_file():
@@ -425,6 +457,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, help="stop each phase after N optimizer steps (smoke runs)")
     t.add_argument("--seed", type=int, default=42)
     t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("run", help="the whole pipeline: validate -> generate -> filter -> mix -> train -> evaluate -> report",
+                       description="Run every stage on a taxonomy (default: the sample taxonomy, offline "
+                                   "teacher, tiny default student). The run folder holds each stage's output "
+                                   "and manifest.json; rerunning with the same --out resumes at the first "
+                                   "unfinished stage. Exit 0 when the verdict is 'accepted'.")
+    r.add_argument("taxonomy", nargs="?", default="taxonomy", help="taxonomy folder or git URL (default: taxonomy)")
+    r.add_argument("--ref", help="git commit to check out")
+    r.add_argument("--out", help="run folder (default: runs/run-<time>)")
+    r.add_argument("--runs-root", default="runs", help="model registry and default student (default: runs)")
+    r.add_argument("--teacher", default="offline")
+    r.add_argument("--model", help="model name on an OpenAI-compatible teacher server")
+    r.add_argument("--student", default="default", help="base model directory, or 'default'")
+    r.add_argument("--start-from", choices=["base", "last"], default="base",
+                   help="retrain the original base on all data (default), or continue from the last "
+                        "accepted model with the previous run's data as replay")
+    r.add_argument("--workers", type=int, default=1, help="Ray Train workers")
+    r.add_argument("--epochs", type=int, help="override the recipe's epochs (smoke runs)")
+    r.add_argument("--max-steps", type=int, help="cap each training phase (smoke runs)")
+    r.add_argument("--no-embeddings", action="store_true", help="skip the embedding filters")
+    r.set_defaults(func=cmd_run)
+
+    mo = sub.add_parser("models", help="list trained models and their lineage")
+    mo.add_argument("--runs-root", default="runs")
+    mo.set_defaults(func=cmd_models)
 
     md = sub.add_parser("model", help="work with models")
     msub = md.add_subparsers(dest="model_command", metavar="COMMAND")

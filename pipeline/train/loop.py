@@ -150,7 +150,7 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(start_from)
-    model = AutoModelForCausalLM.from_pretrained(start_from, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(start_from, dtype=torch.float32)
     samples, report = tokenize_dataset(tokenizer, read_messages(Path(config.data_dir) / phase.data),
                                        config.max_len, config.overlong)
     if not samples:

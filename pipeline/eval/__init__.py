@@ -1,0 +1,1 @@
+"""Evaluation: answer held-out questions with the base and new student, score, compare."""

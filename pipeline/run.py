@@ -1,0 +1,350 @@
+"""`sprout run`: checkout -> validate -> diff -> generate -> filter -> mix -> train -> evaluate ->
+report, in a run folder with a manifest; a rerun resumes at the first unfinished stage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import __version__
+
+STAGES = ("checkout", "validate", "diff", "generate", "filter", "mix", "train", "evaluate", "report")
+
+
+class RunError(Exception):
+    """The run stops; the message says at which stage and why."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    taxonomy: str = "taxonomy"
+    """A taxonomy folder, or a git URL/path (cloned into the run folder)."""
+    ref: str | None = None
+    """Commit to check out (git); default: as it is on disk."""
+    out: str | None = None
+    """Run folder; default runs/<run id>."""
+    runs_root: str = "runs"
+    """Where the model registry (models.json) and the default base student live."""
+    teacher: str = "offline"
+    teacher_model: str | None = None
+    student: str = "default"
+    start_from: str = "base"
+    """'base': the original base model with all data (and replay); 'last': the last accepted model."""
+    workers: int = 1
+    epochs: int | None = None
+    """Override LAB's scaled epochs for both phases (smoke runs)."""
+    max_steps: int | None = None
+    embeddings: bool = True
+    heldout_per_leaf: int = 10
+    seed: int = 42
+
+
+def _git(repo: Path, *args: str) -> str:
+    p = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if p.returncode:
+        raise RunError(f"git {' '.join(args)}: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else 'failed'}")
+    return p.stdout.strip()
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Run:
+    def __init__(self, config: RunConfig, log=print):
+        self.config = config
+        self.log = log
+        self.root = Path(config.runs_root)
+        self.out = Path(config.out) if config.out else self.root / time.strftime("run-%Y%m%d-%H%M%S")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.manifest_path = self.out / "manifest.json"
+        self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {
+            "run_id": self.out.name + "-" + uuid.uuid4().hex[:6], "config": asdict(config), "stages": {},
+            "versions": self._versions()}
+        self.state: dict = self.manifest.setdefault("state", {})
+
+    @staticmethod
+    def _versions() -> dict:
+        out = {"sprout": __version__}
+        for mod in ("torch", "transformers", "deepspeed", "ray"):
+            try:
+                out[mod] = __import__(mod).__version__
+            except Exception:
+                pass
+        return out
+
+    def save(self) -> None:
+        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.manifest, indent=2, default=str))
+        os.replace(tmp, self.manifest_path)
+
+    def stage(self, name: str, inputs, fn) -> None:
+        key = _hash([name, inputs, asdict(self.config)])
+        done = self.manifest["stages"].get(name)
+        if done and done.get("status") == "done" and done.get("key") == key:
+            self.log(f"[{name}] done in an earlier run: skipped")
+            return
+        self.log(f"[{name}] ...")
+        started = time.time()
+        self.manifest["stages"][name] = {"status": "running", "key": key, "started": started}
+        self.save()
+        try:
+            result = fn() or {}
+        except Exception as e:
+            self.manifest["stages"][name].update(status="failed", error=f"{type(e).__name__}: {e}",
+                                                 seconds=round(time.time() - started, 2))
+            self.save()
+            raise
+        self.manifest["stages"][name].update(status="done", seconds=round(time.time() - started, 2), **result)
+        self.save()
+        self.log(f"[{name}] done in {time.time() - started:.1f}s")
+
+    # -- registry ---------------------------------------------------------------------------
+    def registry(self) -> list[dict]:
+        path = self.root / "models.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def register(self, entry: dict) -> None:
+        models = [m for m in self.registry() if m["id"] != entry["id"]] + [entry]
+        (self.root / "models.json").write_text(json.dumps(models, indent=2))
+
+    # -- stages -------------------------------------------------------------------------------
+    def execute(self) -> dict:
+        c = self.config
+        self.stage("checkout", [c.taxonomy, c.ref], self.checkout)
+        tax = Path(self.state["taxonomy_path"])
+        self.stage("validate", [self.state.get("taxonomy_sha"), self._tree_hash(tax)], self.validate)
+        self.stage("diff", [self.state.get("taxonomy_sha"), self._tree_hash(tax)], self.diff)
+        self.stage("generate", [self._tree_hash(tax)], self.generate)
+        self.stage("filter", [self.manifest["stages"]["generate"]["key"]], self.filter)
+        self.stage("mix", [self.manifest["stages"]["filter"]["key"]], self.mix)
+        self.stage("train", [self.manifest["stages"]["mix"]["key"]], self.train)
+        self.stage("evaluate", [self.manifest["stages"]["train"]["key"]], self.evaluate)
+        self.stage("report", [self.manifest["stages"]["evaluate"]["key"]], self.report)
+        return json.loads((self.out / "report.json").read_text())
+
+    @staticmethod
+    def _tree_hash(tax: Path) -> str:
+        h = hashlib.sha256()
+        for p in sorted(tax.rglob("*")):
+            if p.is_file() and ".git" not in p.parts:
+                h.update(str(p.relative_to(tax)).encode() + b"\0" + p.read_bytes())
+        return h.hexdigest()[:16]
+
+    def checkout(self) -> dict:
+        c = self.config
+        src = c.taxonomy
+        is_url = bool(re.match(r"^[a-z][a-z0-9+.-]*://", src) or re.match(r"^[^/]+@[^:]+:", src))
+        if is_url or c.ref:
+            dest = self.out / "checkout"
+            if not (dest / ".git").exists():
+                p = subprocess.run(["git", "clone", "-q", src, str(dest)], capture_output=True, text=True)
+                if p.returncode:
+                    raise RunError(f"cannot clone {src}: {p.stderr.strip()}")
+            if c.ref:
+                _git(dest, "checkout", "-q", c.ref)
+            root = dest / "taxonomy" if (dest / "taxonomy").is_dir() and not (dest / "knowledge").is_dir() else dest
+            sha = _git(dest, "rev-parse", "HEAD")
+            repo = dest
+        else:
+            root = Path(src).resolve()
+            if not root.is_dir():
+                raise RunError(f"taxonomy {src} not found")
+            try:
+                repo = Path(_git(root, "rev-parse", "--show-toplevel"))
+                sha = _git(root, "rev-parse", "HEAD")
+            except RunError:
+                repo, sha = None, None
+        self.state.update(taxonomy_path=str(root), taxonomy_sha=sha, repo=str(repo) if repo else None)
+        return {"taxonomy": str(root), "sha": sha}
+
+    def validate(self) -> dict:
+        from .taxonomy import render
+        from .taxonomy.reader import iter_leaves
+        results = list(iter_leaves(Path(self.state["taxonomy_path"])))
+        bad = [r for r in results if not r.ok]
+        if bad:
+            (self.out / "validation.txt").write_text(render.text(bad))
+            raise RunError("validate: the taxonomy has invalid leaves:\n" + render.text(bad, show_hints=False))
+        return {"leaves": len(results)}
+
+    def diff(self) -> dict:
+        from .taxonomy.reader import iter_leaves
+        tax = Path(self.state["taxonomy_path"])
+        leaves = sorted(r.path for r in iter_leaves(tax))
+        accepted = [m for m in self.registry() if m.get("verdict") == "accepted" and m.get("taxonomy_sha")]
+        last = accepted[-1] if accepted else None
+        changed, added = leaves, leaves
+        if last and self.state.get("repo") and self.state.get("taxonomy_sha"):
+            from .taxonomy.diff import changed_leaves
+            repo = Path(self.state["repo"])
+            under = os.path.relpath(tax, repo)
+            try:
+                diff = changed_leaves(repo, last["taxonomy_sha"], self.state["taxonomy_sha"],
+                                      under="" if under == "." else under)
+                prefix = "" if under == "." else under + "/"
+                changed = sorted(c.path[len(prefix):] for c in diff if c.status != "deleted")
+                added = sorted(c.path[len(prefix):] for c in diff if c.status == "added")
+            except Exception as e:
+                self.log(f"[diff] cannot diff against {last['taxonomy_sha'][:12]} ({e}); treating all leaves as changed")
+        self.state.update(changed=changed, added=added, last_trained=last["taxonomy_sha"] if last else None)
+        return {"changed": len(changed), "added": len(added), "against": last["taxonomy_sha"] if last else None}
+
+    def generate(self) -> dict:
+        from .sdg.generate import generate
+        from .sdg.teachers import make_teacher
+        teacher = make_teacher(self.config.teacher, model=self.config.teacher_model)
+        summary = generate(Path(self.state["taxonomy_path"]), self.out / "data", teacher)
+        fresh = [x["path"] for x in summary["leaves"] if x["status"] == "generated"]
+        self.log(f"[generate] {len(fresh)} leaves generated, {len(summary['leaves']) - len(fresh)} from cache")
+        return {"generated_leaves": fresh, "samples": sum(x["samples"] for x in summary["leaves"])}
+
+    def filter(self) -> dict:
+        from .filter.run import FilterConfig, run_filters, write_report
+        from .sdg.generate import read_jsonl, write_jsonl
+        data = self.out / "data"
+        records = [r for f in sorted((data / "generated").glob("*.jsonl")) for r in read_jsonl(f)]
+        leaves = {x["path"]: x for x in read_jsonl(data / "leaves.jsonl")}
+        kept, rep = run_filters(records, leaves, FilterConfig(use_embeddings=self.config.embeddings))
+        write_report(rep, data)
+        rng = random.Random(self.config.seed)
+        heldout_ids: set = set()
+        for path in self.state["changed"]:  # held-out questions, never trained on
+            rows = [r for r in kept if r["leaf"] == path]
+            take = min(self.config.heldout_per_leaf, len(rows) // 4)
+            heldout_ids |= {r["id"] for r in rng.sample(rows, take)}
+        write_jsonl(data / "heldout.jsonl", [r for r in kept if r["id"] in heldout_ids])
+        write_jsonl(data / "filtered.jsonl", [r for r in kept if r["id"] not in heldout_ids])
+        return {"in": rep["totals"]["in"], "out": rep["totals"]["out"], "heldout": len(heldout_ids)}
+
+    def mix(self) -> dict:
+        from dataclasses import replace
+
+        from .mix import Recipe, mix
+        from .sdg.generate import read_jsonl
+        data = self.out / "data"
+        leaves = {x["path"]: x for x in read_jsonl(data / "leaves.jsonl")}
+        recipe = Recipe()
+        prev = self._previous_training_data()
+        if prev:
+            recipe = replace(recipe, replay_sources=tuple(prev))
+        summary = mix(read_jsonl(data / "filtered.jsonl"), leaves, data, recipe)
+        return {"phase1": summary["phase1"]["samples"], "phase2": summary["phase2"]["samples"],
+                "replay_sources": list(recipe.replay_sources)}
+
+    def _previous_training_data(self) -> list[str]:
+        accepted = [m for m in self.registry() if m.get("verdict") == "accepted"]
+        if not accepted or self.config.start_from != "last":
+            return []
+        run = Path(accepted[-1]["run"])
+        return [str(p) for p in (run / "data" / "phase2.jsonl",) if p.exists()]
+
+    def _base_student(self) -> tuple[Path, str]:
+        c = self.config
+        if c.start_from == "last":
+            accepted = [m for m in self.registry() if m.get("verdict") == "accepted"]
+            if accepted:
+                return Path(accepted[-1]["path"]), "last"
+        if c.student != "default":
+            return Path(c.student), "base"
+        from .train.student import build_student, taxonomy_texts
+        base = self.root / "students" / "default"
+        if not (base / "config.json").exists():
+            self.log(f"[train] building the default tiny student in {base}")
+            build_student(taxonomy_texts(Path(self.state["taxonomy_path"])), base)
+        return base, "base"
+
+    def train(self) -> dict:
+        from transformers import AutoConfig
+
+        from .train.data import read_messages
+        from .train.loop import TrainConfig
+        from .train.recipe import LAB_PHASE1, LAB_PHASE2, scaled
+        base, kind = self._base_student()
+        cfg = AutoConfig.from_pretrained(base)
+        params = 12 * cfg.hidden_size ** 2 * cfg.num_hidden_layers + cfg.vocab_size * cfg.hidden_size
+        data = self.out / "data"
+        phases = tuple(scaled(p, len(read_messages(data / p.data)), params, epochs=self.config.epochs)
+                       for p in (LAB_PHASE1, LAB_PHASE2))
+        tc = TrainConfig(student=str(base), out=str(self.out / "model"), phases=phases, data_dir=str(data),
+                         max_len=1024, tokens_per_micro_batch=1024, max_steps=self.config.max_steps,
+                         seed=self.config.seed, checkpoint_every=25)
+        if self.config.workers > 1:
+            from .train.ray_train import train_on_ray
+            final = train_on_ray(tc, workers=self.config.workers)
+        else:
+            from .train.loop import train
+            final = train(tc)
+        self.state.update(base_model=str(base), started_from=kind, new_model=str(final))
+        return {"base": str(base), "started_from": kind, "model": str(final),
+                "phases": [asdict(p) for p in phases]}
+
+    def evaluate(self) -> dict:
+        from .eval.evaluate import evaluate
+        from .mix import SYSTEM
+        from .sdg.generate import read_jsonl
+        data = self.out / "data"
+        leaves = {x["path"]: x for x in read_jsonl(data / "leaves.jsonl") if x["path"] in set(self.state["changed"])}
+        heldout: dict = {}
+        for r in read_jsonl(data / "heldout.jsonl"):
+            heldout.setdefault(r["leaf"], []).append(r)
+        result = evaluate(Path(self.state["base_model"]), Path(self.state["new_model"]), leaves, heldout,
+                          set(self.state["added"]) if self.state.get("last_trained") else set(), SYSTEM)
+        (self.out / "evaluation.json").write_text(json.dumps(result, indent=2))
+        return {"leaves": len(result["leaves"]), "forgetting_passed": result["forgetting"]["passed"]}
+
+    def report(self) -> dict:
+        from . import report as rpt
+        from .sdg.generate import read_jsonl
+        data = self.out / "data"
+        ev = json.loads((self.out / "evaluation.json").read_text())
+        frep = json.loads((data / "filter_report.json").read_text())
+        rows = []
+        for path, leaf in sorted(ev["leaves"].items()):
+            fl = frep["leaves"].get(path, {"in": 0, "out": 0})
+            rows.append({"path": path, "class": leaf["class"], "samples_generated": fl["in"],
+                         "samples_kept": fl["out"], "base_score": leaf["base"], "new_score": leaf["new"],
+                         "delta": round(leaf["new"] - leaf["base"], 4), "questions": leaf["questions"],
+                         "token_f1": leaf["f1_new"], "rouge_l": leaf["rouge_new"], "examples": leaf["examples"]})
+        reasons = []
+        if not ev["forgetting"]["passed"]:
+            reasons.append("forgetting check failed: the replay loss rose beyond the threshold")
+        regressed = [r["path"] for r in rows if r["class"] == "Regressed"]
+        if regressed:
+            reasons.append(f"regressed leaves: {', '.join(regressed)}")
+        verdict = "rejected" if reasons else "accepted"
+        training: dict = {}
+        metrics = self.out / "model" / "metrics.jsonl"
+        if metrics.exists():
+            for line in metrics.read_text().splitlines():
+                m = json.loads(line)
+                training.setdefault(m["phase"], []).append({"step": m["step"], "loss": round(m["loss"], 4)})
+        report = {"schema": 1, "run_id": self.manifest["run_id"], "verdict": verdict, "reasons": reasons,
+                  "taxonomy": {"path": self.state["taxonomy_path"], "ref": self.state.get("taxonomy_sha"),
+                               "base_ref": self.state.get("last_trained")},
+                  "started_from": {"kind": self.state["started_from"], "model": self.state["base_model"]},
+                  "new_model": self.state["new_model"], "leaves": rows, "forgetting": ev["forgetting"],
+                  "funnel": {"in": frep["totals"]["in"], "out": frep["totals"]["out"],
+                             "filters": {k: v["dropped"] for k, v in frep["totals"]["filters"].items()}},
+                  "training": training,
+                  "timings": {k: v.get("seconds", 0) for k, v in self.manifest["stages"].items() if k != "report"}}
+        rpt.write(report, self.out)
+        self.register({"id": self.manifest["run_id"], "path": self.state["new_model"], "run": str(self.out.resolve()),
+                       "taxonomy_sha": self.state.get("taxonomy_sha"), "parent": self.state["base_model"],
+                       "data_hash": self.manifest["stages"]["mix"]["key"],
+                       "config_hash": _hash(asdict(self.config)), "verdict": verdict,
+                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        return {"verdict": verdict}
+
+
+def run(config: RunConfig, log=print) -> tuple[Path, dict]:
+    r = Run(config, log)
+    return r.out, r.execute()

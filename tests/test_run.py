@@ -1,0 +1,76 @@
+"""`sprout run` end to end on the sample taxonomy (small settings), resume, lineage, report."""
+
+import json
+
+import pytest
+
+from pipeline import report as rpt
+from pipeline.eval.scoring import rouge_l, token_f1
+from pipeline.run import RunConfig, RunError, run
+
+
+def test_scores():
+    assert token_f1("Paris is the capital", "The capital is Paris") == 1.0
+    assert token_f1("", "x") == 0.0 and rouge_l("a b c d", "a c d") == pytest.approx(2 * 0.75 * 1 / 1.75)
+
+
+def small(tmp_path, taxonomy, **kw):
+    return RunConfig(taxonomy=str(taxonomy), out=str(tmp_path / "run"), runs_root=str(tmp_path / "runs"),
+                     epochs=1, max_steps=3, embeddings=False, **kw)
+
+
+@pytest.mark.slow
+def test_run_resume_lineage_and_report(sample_taxonomy, tmp_path):
+    logs = []
+    out, report = run(small(tmp_path, sample_taxonomy), log=logs.append)
+    assert report["verdict"] in ("accepted", "rejected")
+    assert {leaf["path"] for leaf in report["leaves"]} == {
+        "compositional_skills/grounded/extraction/meeting_action_items/qna.yaml",
+        "compositional_skills/reasoning/unit_conversion/qna.yaml",
+        "compositional_skills/writing/freeform/haiku/qna.yaml",
+        "knowledge/history/computing/ada_lovelace/qna.yaml",
+        "knowledge/science/earth/water_cycle/qna.yaml",
+        "knowledge/technology/version_control/git_basics/qna.yaml"}
+    for leaf in report["leaves"]:
+        assert {"path", "samples_generated", "samples_kept", "base_score", "new_score"} <= set(leaf)
+        assert leaf["samples_generated"] >= leaf["samples_kept"] > 0
+    assert {"base", "new", "threshold", "passed"} <= set(report["forgetting"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s for s, v in manifest["stages"].items() if v["status"] == "done"] == [
+        "checkout", "validate", "diff", "generate", "filter", "mix", "train", "evaluate", "report"]
+    md = (out / "report.md").read_text()
+    assert "xychart-beta" in md and "Forgetting check" in md and "| leaf | class |" in md
+    assert "<svg" in (out / "report.html").read_text()
+    models = json.loads((tmp_path / "runs/models.json").read_text())
+    assert models[0]["verdict"] == report["verdict"] and models[0]["parent"].endswith("students/default")
+    # a rerun with the same folder resumes: nothing is redone
+    logs.clear()
+    run(small(tmp_path, sample_taxonomy), log=logs.append)
+    assert sum("skipped" in m for m in logs) == 9
+
+
+def test_invalid_taxonomy_stops_at_validate(sample_taxonomy, tmp_path):
+    leaf = sample_taxonomy / "compositional_skills/writing/freeform/haiku/qna.yaml"
+    leaf.write_text(leaf.read_text().replace("created_by: sprout-maintainers", "created_by:"))
+    with pytest.raises(RunError, match="validate: the taxonomy has invalid leaves"):
+        run(small(tmp_path, sample_taxonomy), log=lambda m: None)
+    manifest = json.loads((tmp_path / "run/manifest.json").read_text())
+    assert manifest["stages"]["validate"]["status"] == "failed"
+    assert "generate" not in manifest["stages"]
+
+
+def test_report_rendering():
+    report = {"run_id": "r1", "verdict": "rejected", "reasons": ["regressed leaves: a"],
+              "taxonomy": {"path": "t", "ref": "abc", "base_ref": None},
+              "started_from": {"kind": "base", "model": "m"}, "new_model": "n",
+              "leaves": [{"path": "a/qna.yaml", "class": "Regressed", "samples_generated": 10, "samples_kept": 4,
+                          "base_score": 0.5, "new_score": 0.2, "delta": -0.3, "examples": []}],
+              "forgetting": {"base": 2.0, "new": 2.5, "threshold": 0.1, "passed": False},
+              "funnel": {"in": 10, "out": 4, "filters": {"exact_dedup": 6}},
+              "training": {"knowledge": [{"step": i, "loss": 3 - i / 10} for i in range(1, 6)]},
+              "timings": {"train": 12.0}}
+    md = rpt.markdown(report)
+    assert md.startswith("## ❌ Sprout retrain: rejected") and "🔴 Regressed" in md and "-0.300" in md
+    assert "line [2.9, 2.8, 2.7, 2.6, 2.5]" in md and "FAILED" in md
+    page = rpt.html_page(report)
+    assert "<polyline" in page and "rejected" in page
