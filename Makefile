@@ -20,13 +20,10 @@ test: setup
 validate: setup
 	$(VENV)/bin/sprout validate taxonomy
 
-# The main job on embedded defaults, as far as it is built: validate -> generate -> filter -> mix.
+# The main job end to end on embedded defaults: sample taxonomy -> validate -> generate -> filter
+# -> mix -> train -> evaluate -> report (offline teacher, tiny default student, local CPU).
 demo: setup
-	$(VENV)/bin/sprout validate taxonomy
-	$(VENV)/bin/sprout generate taxonomy --out runs/demo
-	$(VENV)/bin/sprout filter runs/demo
-	$(VENV)/bin/sprout mix runs/demo
-	@echo "phase datasets and reports: runs/demo (filter_report.md, phase1.jsonl, phase2.jsonl, recipe.json)"
+	$(VENV)/bin/sprout run taxonomy --out runs/demo
 
 bench: setup
 	$(PY) bench/validate.py
