@@ -34,6 +34,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def extract_report(logs: str) -> str | None:
+    """The Markdown report `sprout run --print-report` prints between markers, if any."""
+    start, end = logs.rfind("<<<SPROUT-REPORT-MD"), logs.rfind("SPROUT-REPORT-MD>>>")
+    if start < 0 or end < start:
+        return None
+    return logs[start + len("<<<SPROUT-REPORT-MD"):end].strip()
+
+
+def failed_stage(logs: str) -> str | None:
+    """The stage `sprout run` was in when it stopped ("[train] ..." lines)."""
+    import re
+    stages = re.findall(r"^\[(\w+)\] \.\.\.$", logs, re.M)
+    return stages[-1] if stages else None
+
+
 class LocalRayHead:
     """A Ray head owned by the bot, on loopback, with the Jobs API on its dashboard port."""
 
@@ -171,8 +186,12 @@ class Dispatcher:
         tail = "\n".join(logs.splitlines()[-40:])
         title = {"succeeded": "Retraining finished", "failed": "Retraining failed",
                  "cancelled": "Retraining cancelled"}[state]
-        summary = (f"Ray job `{job['ray_job_id']}` for `{job['sha'][:7]}`: **{state}**.\n\n"
-                   f"<details><summary>Log tail</summary>\n\n```\n{tail}\n```\n</details>")
+        report = extract_report(logs)
+        stage = failed_stage(logs)
+        summary = (f"Ray job `{job['ray_job_id']}` for `{job['sha'][:7]}`: **{state}**"
+                   + (f" at stage `{stage}`" if state == "failed" and stage else "") + ".\n\n"
+                   + (report + "\n\n" if report else "")
+                   + f"<details><summary>Log tail</summary>\n\n```\n{tail}\n```\n</details>")
         if self._report(job, conclusion, title, summary):
             self.store.update_job(job["id"], status=state, detail=tail[-2000:])
 

@@ -39,7 +39,7 @@ class Settings:
     """Attempts before a delivery is parked as failed (SPROUT_MAX_ATTEMPTS)."""
     lease_seconds: float = 120.0
     """How long a worker owns a claimed delivery before another may take it over."""
-    retrain_entrypoint: str = "sprout run --ref {sha} {repo_url}"
+    retrain_entrypoint: str = "sprout run {repo_url} --ref {sha} --print-report"
     """Ray job entrypoint for retraining (SPROUT_RETRAIN_ENTRYPOINT); {sha}, {repo_url}, {repo},
     {pr} are filled in."""
     recover_interval: float = 600.0

@@ -289,6 +289,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     fg = report["forgetting"]
     print(f"forgetting: replay loss {fg['base']:.3f} -> {fg['new']:.3f} ({'passed' if fg['passed'] else 'FAILED'})")
     print(f"verdict: {report['verdict']}   report: {out / 'report.md'} (also report.html, report.json)")
+    if args.print_report:  # for a caller that only sees the job's log (the bot, through Ray Jobs)
+        print("<<<SPROUT-REPORT-MD")
+        print((out / "report.md").read_text())
+        print("SPROUT-REPORT-MD>>>")
     return 0 if report["verdict"] == "accepted" else 1
 
 
@@ -477,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, help="override the recipe's epochs (smoke runs)")
     r.add_argument("--max-steps", type=int, help="cap each training phase (smoke runs)")
     r.add_argument("--no-embeddings", action="store_true", help="skip the embedding filters")
+    r.add_argument("--print-report", action="store_true",
+                   help="also print report.md between markers (the bot reads it from the Ray job log)")
     r.set_defaults(func=cmd_run)
 
     mo = sub.add_parser("models", help="list trained models and their lineage")

@@ -76,3 +76,20 @@ def test_cancel_and_coalesce(make_bot, settings, emulator, ray_head):
     final = wait_job(bot, {"cancelled", "superseded"}, timeout=60)
     assert sorted(j["status"] for j in final) == ["cancelled", "cancelled", "superseded"]
     assert any("cancelled 2 job(s)" in x["body"] for x in emulator.comments(REPO, 3))
+
+
+def test_report_from_the_job_log_is_posted(make_bot, settings, emulator, ray_head):
+    script = ("print('[generate] ...'); print('<<<SPROUT-REPORT-MD'); "
+              "print('## OK Sprout retrain: accepted'); print('| leaf | class |'); print('SPROUT-REPORT-MD>>>')")
+    bot = bot_with(make_bot, settings, ray_head, f'python -c "{script}"')
+    merge(emulator, 6, "s" * 40)
+    bot.deliver("pull_request", pr_payload("closed", 6, "h" * 40, merged=True, merge_sha="s" * 40))
+    wait_job(bot, {"succeeded"})
+    body = emulator.comments(REPO, 6)[0]["body"]
+    assert "## OK Sprout retrain: accepted" in body and "| leaf | class |" in body
+
+
+def test_failed_stage_is_named():
+    from bot.dispatch import extract_report, failed_stage
+    logs = "[validate] ...\n[validate] done\n[train] ...\nTraceback: boom\n"
+    assert failed_stage(logs) == "train" and extract_report(logs) is None
