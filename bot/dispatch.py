@@ -65,7 +65,9 @@ class LocalRayHead:
         self.temp_dir = tempfile.mkdtemp(prefix="sprout-ray-")
         # Token auth is on by default in Ray 2.60 and the Jobs client would be refused; this head
         # listens on loopback only, so it runs without it.
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+               # jobs run `sprout ...` and `python ...` from the bot's own environment
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         cmd = [ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
                "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
                f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]

@@ -296,6 +296,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if report["verdict"] == "accepted" else 1
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    """`sprout run` as a Ray job through the Ray Jobs API; waits and prints the report."""
+    import time as _time
+
+    try:
+        from ray.job_submission import JobStatus, JobSubmissionClient
+    except ImportError:
+        print("sprout submit: needs Ray: pip install 'ray[default]'", file=sys.stderr)
+        return 2
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        print("sprout submit: give --address http://HEAD:8265 (or set RAY_ADDRESS)", file=sys.stderr)
+        return 2
+    run_args = [args.taxonomy] + (["--ref", args.ref] if args.ref else []) + ["--print-report"] + args.run_args
+    entrypoint = "sprout run " + " ".join(__import__("shlex").quote(a) for a in run_args)
+    try:
+        client = JobSubmissionClient(address)
+        job = client.submit_job(entrypoint=entrypoint, metadata={"submitted_by": "sprout submit"})
+    except Exception as e:
+        print(f"sprout submit: cannot submit to {address}: {e}", file=sys.stderr)
+        return 1
+    print(f"submitted {job}: {entrypoint}", file=sys.stderr)
+    if args.no_wait:
+        print(job)
+        return 0
+    terminal = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+    deadline = _time.time() + args.timeout
+    status = client.get_job_status(job)
+    while status not in terminal and _time.time() < deadline:
+        _time.sleep(args.poll)
+        status = client.get_job_status(job)
+    logs = client.get_job_logs(job)
+    from bot.dispatch import extract_report, failed_stage
+    report = extract_report(logs)
+    summary = report or ("Job " + str(status).lower() + (f" at stage {failed_stage(logs)}" if failed_stage(logs) else "")
+                         + ":\n\n```\n" + "\n".join(logs.splitlines()[-40:]) + "\n```")
+    print(summary)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as f:
+            f.write(summary + "\n")
+    if args.report_file:
+        Path(args.report_file).write_text(summary + "\n")
+    if status not in terminal:
+        print(f"sprout submit: {job} still {status} after {args.timeout}s", file=sys.stderr)
+        return 1
+    return 0 if status == JobStatus.SUCCEEDED else 1
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     import json as _json
     path = Path(args.runs_root) / "models.json"
@@ -485,6 +534,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also print report.md between markers (the bot reads it from the Ray job log)")
     r.set_defaults(func=cmd_run)
 
+    su = sub.add_parser("submit", help="run the pipeline as a Ray job (Ray Jobs API), wait, print the report",
+                        description="Submit 'sprout run' to a Ray cluster through the Ray Jobs API, wait "
+                                    "for it, and print the Markdown report (also appended to "
+                                    "$GITHUB_STEP_SUMMARY inside GitHub Actions).",
+                        epilog="extra 'sprout run' options go after '--', e.g. sprout submit URL -- --workers 4")
+    su.add_argument("taxonomy", help="taxonomy git URL (the cluster clones it) or a path the cluster can read")
+    su.add_argument("--ref", help="commit to train on")
+    su.add_argument("--address", help="Ray dashboard/Jobs address, e.g. http://head:8265 (default: RAY_ADDRESS)")
+    su.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    su.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait (default: 6 h)")
+    su.add_argument("--poll", type=float, default=10.0)
+    su.add_argument("--report-file", help="also write the report to this file")
+    su.set_defaults(func=cmd_submit)
+
     mo = sub.add_parser("models", help="list trained models and their lineage")
     mo.add_argument("--runs-root", default="runs")
     mo.set_defaults(func=cmd_models)
@@ -530,7 +593,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:  # options after '--' are passed through (sprout submit -> sprout run)
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
     args = parser.parse_args(argv)
+    args.run_args = extra
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -64,8 +64,8 @@ def command(event: Event, ctx) -> None:
             n = ctx.dispatcher.cancel(repo)
             gh.reply(repo, number, f"@{login} cancelled {n} job(s)." if n else f"@{login} nothing to cancel.")
     else:  # precheck, generate: need the generation pipeline
-        gh.reply(repo, number, f"@{login} `{prefix} {name}` needs Sprout's generation pipeline, "
-                 "which this installation does not have yet.")
+        gh.reply(repo, number, f"@{login} `{prefix} {name}` is not available on this Sprout "
+                 "installation yet (the bot does not run the generation pipeline on open pull requests).")
 
 
 def _status(ctx, repo: str) -> str:

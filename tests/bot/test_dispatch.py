@@ -93,3 +93,21 @@ def test_failed_stage_is_named():
     from bot.dispatch import extract_report, failed_stage
     logs = "[validate] ...\n[validate] done\n[train] ...\nTraceback: boom\n"
     assert failed_stage(logs) == "train" and extract_report(logs) is None
+
+
+def test_sprout_submit_reports_a_failing_run(ray_head, tmp_path, sample_taxonomy):
+    import os
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    leaf = sample_taxonomy / "compositional_skills/writing/freeform/haiku/qna.yaml"
+    leaf.write_text(leaf.read_text().replace("created_by: sprout-maintainers", "created_by:"))
+    summary = tmp_path / "summary.md"
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(summary), "RAY_ADDRESS": ""}
+    p = subprocess.run([sys.executable, "-m", "pipeline.cli", "submit", str(sample_taxonomy), "--address",
+                        ray_head.address, "--poll", "0.5", "--", "--out", str(tmp_path / "run"),
+                        "--runs-root", str(tmp_path / "runs")], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert "at stage validate" in p.stdout and "invalid leaves" in p.stdout
+    assert "at stage validate" in summary.read_text()
