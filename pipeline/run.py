@@ -154,6 +154,7 @@ class Run:
             root = dest / "taxonomy" if (dest / "taxonomy").is_dir() and not (dest / "knowledge").is_dir() else dest
             sha = _git(dest, "rev-parse", "HEAD")
             repo = dest
+            self.state["cloned"] = True
         else:
             root = Path(src).resolve()
             if not root.is_dir():
@@ -188,8 +189,9 @@ class Run:
             repo = Path(self.state["repo"])
             under = os.path.relpath(tax, repo)
             try:
-                diff = changed_leaves(repo, last["taxonomy_sha"], self.state["taxonomy_sha"],
-                                      under="" if under == "." else under)
+                # without --ref the taxonomy is used as it is on disk: diff against the working tree
+                head = self.state["taxonomy_sha"] if (self.config.ref or self.state.get("cloned")) else None
+                diff = changed_leaves(repo, last["taxonomy_sha"], head, under="" if under == "." else under)
                 prefix = "" if under == "." else under + "/"
                 changed = sorted(c.path[len(prefix):] for c in diff if c.status != "deleted")
                 added = sorted(c.path[len(prefix):] for c in diff if c.status == "added")
@@ -208,12 +210,14 @@ class Run:
         return {"generated_leaves": fresh, "samples": sum(x["samples"] for x in summary["leaves"])}
 
     def filter(self) -> dict:
-        from .filter.run import FilterConfig, run_filters, write_report
+        from .filter.run import FilterConfig, write_report
         from .sdg.generate import read_jsonl, write_jsonl
         data = self.out / "data"
         records = [r for f in sorted((data / "generated").glob("*.jsonl")) for r in read_jsonl(f)]
         leaves = {x["path"]: x for x in read_jsonl(data / "leaves.jsonl")}
-        kept, rep = run_filters(records, leaves, FilterConfig(use_embeddings=self.config.embeddings))
+        from .filter.run import run_filters_cached
+        kept, rep, fresh = run_filters_cached(records, leaves, FilterConfig(use_embeddings=self.config.embeddings))
+        self.log(f"[filter] {len(fresh)} leaves filtered, {len(leaves) - len(fresh)} from cache")
         write_report(rep, data)
         rng = random.Random(self.config.seed)
         heldout_ids: set = set()
@@ -223,7 +227,8 @@ class Run:
             heldout_ids |= {r["id"] for r in rng.sample(rows, take)}
         write_jsonl(data / "heldout.jsonl", [r for r in kept if r["id"] in heldout_ids])
         write_jsonl(data / "filtered.jsonl", [r for r in kept if r["id"] not in heldout_ids])
-        return {"in": rep["totals"]["in"], "out": rep["totals"]["out"], "heldout": len(heldout_ids)}
+        return {"in": rep["totals"]["in"], "out": rep["totals"]["out"], "heldout": len(heldout_ids),
+                "filtered_leaves": fresh}
 
     def mix(self) -> dict:
         from dataclasses import replace

@@ -150,3 +150,52 @@ def run_filters_by_leaf(records: list[dict], leaves: dict[str, dict], config: Fi
             if f.get("skipped"):
                 agg["skipped"] = f["skipped"]
     return kept, merged
+
+
+def run_filters_cached(records: list[dict], leaves: dict[str, dict], config: FilterConfig = FilterConfig(),
+                       teacher=None) -> tuple[list[dict], dict, list[str]]:
+    """Leaf by leaf, each leaf's result cached under a hash of its records, its leaf info, the
+    filter config and the judge: a rerun after a one-leaf change filters one leaf.
+    Returns (kept, report, leaves actually filtered)."""
+    import hashlib
+    from dataclasses import asdict
+
+    from ..sdg.generate import cache_root, read_jsonl, write_jsonl
+
+    cache = cache_root().parent / "filter"
+    cache.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[r["leaf"]].append(r)
+    conf = json.dumps(asdict(config), sort_keys=True, default=str) + str(getattr(teacher, "identity", None))
+    results, fresh, todo = {}, [], []
+    for path in sorted(set(groups) | set(leaves)):
+        rows = groups.get(path, [])
+        key = hashlib.sha256(json.dumps([rows, leaves.get(path, {}), conf], sort_keys=True,
+                                        default=str).encode()).hexdigest()[:24]
+        kept_file, rep_file = cache / f"{key}.jsonl", cache / f"{key}.report.json"
+        if kept_file.exists() and rep_file.exists():
+            results[path] = (read_jsonl(kept_file), json.loads(rep_file.read_text()))
+        else:
+            todo.append((path, rows, key))
+    for path, rows, key in todo:  # the embedder loads only when some leaf needs it
+        kept, rep = run_filters(rows, {path: leaves.get(path, {})}, config, teacher=teacher)
+        rep_file = cache / f"{key}.report.json"
+        rep_file.write_text(json.dumps(rep))
+        write_jsonl(cache / f"{key}.jsonl", kept)
+        results[path] = (kept, rep)
+        fresh.append(path)
+    kept_all, merged = [], {"totals": {"in": 0, "out": 0, "filters": {}}, "leaves": {}}
+    for path in sorted(results):
+        rows, rep = results[path]
+        kept_all.extend(rows)
+        merged["leaves"].update(rep["leaves"])
+        merged["totals"]["in"] += rep["totals"]["in"]
+        merged["totals"]["out"] += rep["totals"]["out"]
+        for name, f in rep["totals"]["filters"].items():
+            agg = merged["totals"]["filters"].setdefault(name, {"dropped": 0, "modified": 0})
+            agg["dropped"] += f["dropped"]
+            agg["modified"] += f.get("modified", 0)
+            if f.get("skipped"):
+                agg["skipped"] = f["skipped"]
+    return kept_all, merged, fresh

@@ -126,3 +126,16 @@ def test_report_names_the_filter_that_emptied_a_leaf():
     md = report_markdown(rep2)
     assert "emptied by" in md and "**format**" in md and "Hi?" in md
     assert rep2["totals"]["filters"]["judge"]["skipped"].startswith("the offline teacher")
+
+
+def test_filter_cache_refilters_only_a_changed_leaf():
+    from pipeline.filter.run import run_filters_cached
+    other = "compositional_skills/x/qna.yaml"
+    rows = [rec("What is evaporation exactly?", "Evaporation is the change of liquid water into water vapour.", 1),
+            rec("What does a spider eat for dinner?", "Spiders eat insects they catch.", 2, leaf=other, kind="skill")]
+    cfg = FilterConfig(use_embeddings=False)
+    kept1, rep1, fresh1 = run_filters_cached(rows, {}, cfg)
+    assert sorted(fresh1) == sorted([LEAF, other]) and len(kept1) == 2
+    rows[1] = rec("What does a spider eat for lunch?", "Spiders eat insects they catch.", 2, leaf=other, kind="skill")
+    kept2, rep2, fresh2 = run_filters_cached(rows, {}, cfg)
+    assert fresh2 == [other] and rep2["totals"] == rep1["totals"]
