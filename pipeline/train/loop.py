@@ -60,17 +60,22 @@ class TrainConfig:
 
 def _dist_setup():
     import deepspeed
+    import torch
     import torch.distributed as dist
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
     if not dist.is_initialized():
-        for k, v in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1")):
-            os.environ.setdefault(k, v)
-        if "MASTER_PORT" not in os.environ:
+        if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # torchrun, deepspeed, Ray Train
+            deepspeed.init_distributed(dist_backend=backend)
+        else:
+            # A plain single process: a private rendezvous on loopback. Nothing is written to the
+            # environment, so child processes never inherit a port this process holds.
             import socket
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
-                os.environ["MASTER_PORT"] = str(s.getsockname()[1])
-        import torch
-        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+                port = s.getsockname()[1]
+            os.environ.setdefault("LOCAL_RANK", "0")
+            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+            deepspeed.init_distributed(dist_backend=backend)
     return dist.get_rank(), dist.get_world_size()
 
 

@@ -103,8 +103,9 @@ def run_train(model_dir, data, out, zero=2, epochs=(4, 3), extra=None, max_steps
                       **(extra or {}))
     code = ("import json, sys; from pipeline.train.loop import TrainConfig, train; "
             "train(TrainConfig.from_dict(json.loads(sys.argv[1])), progress=False)")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("RANK", None)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["PYTHONPATH"] = str(ROOT)
     return subprocess.run([sys.executable, "-c", code, json.dumps(cfg.to_dict())], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
 
