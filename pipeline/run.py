@@ -237,10 +237,11 @@ class Run:
         from .sdg.generate import read_jsonl
         data = self.out / "data"
         leaves = {x["path"]: x for x in read_jsonl(data / "leaves.jsonl")}
-        recipe = Recipe()
-        prev = self._previous_training_data()
-        if prev:
-            recipe = replace(recipe, replay_sources=tuple(prev))
+        # A small general replay buffer ships with Sprout (distinct from the forgetting probe), so
+        # that training on a few leaves does not wash out general answering; the previous run's
+        # data joins it when continuing from the last model.
+        general = Path(__file__).parent / "data" / "general_replay.jsonl"
+        recipe = replace(Recipe(), replay_sources=(str(general), *self._previous_training_data()))
         summary = mix(read_jsonl(data / "filtered.jsonl"), leaves, data, recipe)
         return {"phase1": summary["phase1"]["samples"], "phase2": summary["phase2"]["samples"],
                 "replay_sources": list(recipe.replay_sources)}
