@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,7 +148,6 @@ def start_inline_baseline(emu: Emulator) -> tuple[uvicorn.Server, str]:
 
 
 def time_50_leaf_pr(emu: Emulator, url: str, store_db: Path) -> float:
-    import sqlite3
     files = {}
     for i in range(50):
         d = f"compositional_skills/bench/leaf_{i:02d}"

@@ -143,7 +143,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_filter(args: argparse.Namespace) -> int:
     from .filter.run import FilterConfig, run_filters, write_report
     from .filter.safety import SafetyConfig
-    from .sdg.generate import read_jsonl, write_jsonl
+    from .sdg.generate import read_jsonl, read_leaf_infos, write_jsonl
     from .sdg.teachers import TeacherError, make_teacher
 
     src = Path(args.input)
@@ -152,7 +152,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
         print(f"sprout filter: {gen} not found; run 'sprout generate --out {src}' first", file=sys.stderr)
         return 2
     records = [r for f in sorted(gen.glob("*.jsonl")) for r in read_jsonl(f)]
-    leaves = {x["path"]: x for x in read_jsonl(src / "leaves.jsonl")} if (src / "leaves.jsonl").exists() else {}
+    leaves = read_leaf_infos(src)
     teacher = None
     if args.judge:
         try:
@@ -187,7 +187,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
 def cmd_mix(args: argparse.Namespace) -> int:
     from .mix import Recipe, mix
-    from .sdg.generate import read_jsonl
+    from .sdg.generate import read_jsonl, read_leaf_infos
 
     src = Path(args.input)
     if not (src / "filtered.jsonl").exists():
@@ -201,7 +201,7 @@ def cmd_mix(args: argparse.Namespace) -> int:
     if args.replay:
         from dataclasses import replace
         recipe = replace(recipe, replay_sources=tuple(args.replay))
-    leaves = {x["path"]: x for x in read_jsonl(src / "leaves.jsonl")} if (src / "leaves.jsonl").exists() else {}
+    leaves = read_leaf_infos(src)
     out = Path(args.out or src)
     summary = mix(read_jsonl(src / "filtered.jsonl"), leaves, out, recipe)
     for leaf, note in summary["leaves"].items():
@@ -219,7 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .train.data import DatasetError, read_messages
     from .train.loop import TrainConfig
-    from .train.recipe import LAB_PHASE1, LAB_PHASE2, scaled
+    from .train.recipe import LAB_PHASE1, LAB_PHASE2, estimate_parameters, scaled
 
     data = Path(args.data)
     student = args.student
@@ -235,7 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         from transformers import AutoConfig
         cfg = AutoConfig.from_pretrained(student)
-        params = cfg.hidden_size * cfg.hidden_size * 12 * cfg.num_hidden_layers + cfg.vocab_size * cfg.hidden_size
+        params = estimate_parameters(cfg)
         phases = []
         for base, name in ((LAB_PHASE1, "phase1.jsonl"), (LAB_PHASE2, "phase2.jsonl")):
             if args.phases and base.name not in args.phases:

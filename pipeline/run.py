@@ -211,10 +211,10 @@ class Run:
 
     def filter(self) -> dict:
         from .filter.run import FilterConfig, write_report
-        from .sdg.generate import read_jsonl, write_jsonl
+        from .sdg.generate import read_jsonl, read_leaf_infos, write_jsonl
         data = self.out / "data"
         records = [r for f in sorted((data / "generated").glob("*.jsonl")) for r in read_jsonl(f)]
-        leaves = {x["path"]: x for x in read_jsonl(data / "leaves.jsonl")}
+        leaves = read_leaf_infos(data)
         from .filter.run import run_filters_cached
         kept, rep, fresh = run_filters_cached(records, leaves, FilterConfig(use_embeddings=self.config.embeddings))
         self.log(f"[filter] {len(fresh)} leaves filtered, {len(leaves) - len(fresh)} from cache")
@@ -234,9 +234,9 @@ class Run:
         from dataclasses import replace
 
         from .mix import Recipe, mix
-        from .sdg.generate import read_jsonl
+        from .sdg.generate import read_jsonl, read_leaf_infos
         data = self.out / "data"
-        leaves = {x["path"]: x for x in read_jsonl(data / "leaves.jsonl")}
+        leaves = read_leaf_infos(data)
         # A small general replay buffer ships with Sprout (distinct from the forgetting probe), so
         # that training on a few leaves does not wash out general answering; the previous run's
         # data joins it when continuing from the last model.
@@ -273,10 +273,10 @@ class Run:
 
         from .train.data import read_messages
         from .train.loop import TrainConfig
-        from .train.recipe import LAB_PHASE1, LAB_PHASE2, scaled
+        from .train.recipe import LAB_PHASE1, LAB_PHASE2, estimate_parameters, scaled
         base, kind = self._base_student()
         cfg = AutoConfig.from_pretrained(base)
-        params = 12 * cfg.hidden_size ** 2 * cfg.num_hidden_layers + cfg.vocab_size * cfg.hidden_size
+        params = estimate_parameters(cfg)
         data = self.out / "data"
         phases = tuple(scaled(p, len(read_messages(data / p.data)), params, epochs=self.config.epochs)
                        for p in (LAB_PHASE1, LAB_PHASE2))
@@ -296,9 +296,10 @@ class Run:
     def evaluate(self) -> dict:
         from .eval.evaluate import evaluate
         from .mix import SYSTEM
-        from .sdg.generate import read_jsonl
+        from .sdg.generate import read_jsonl, read_leaf_infos
         data = self.out / "data"
-        leaves = {x["path"]: x for x in read_jsonl(data / "leaves.jsonl") if x["path"] in set(self.state["changed"])}
+        changed = set(self.state["changed"])
+        leaves = {p: x for p, x in read_leaf_infos(data).items() if p in changed}
         heldout: dict = {}
         for r in read_jsonl(data / "heldout.jsonl"):
             heldout.setdefault(r["leaf"], []).append(r)
@@ -309,7 +310,6 @@ class Run:
 
     def report(self) -> dict:
         from . import report as rpt
-        from .sdg.generate import read_jsonl
         data = self.out / "data"
         ev = json.loads((self.out / "evaluation.json").read_text())
         frep = json.loads((data / "filter_report.json").read_text())

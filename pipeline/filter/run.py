@@ -122,21 +122,16 @@ def write_report(rep: dict, out_dir: Path) -> None:
     (out_dir / "filter_report.md").write_text(report_markdown(rep))
 
 
-def run_filters_by_leaf(records: list[dict], leaves: dict[str, dict], config: FilterConfig = FilterConfig(),
-                        teacher=None, runner=None) -> tuple[list[dict], dict]:
-    """The same filters, leaf by leaf (duplicates are judged within a leaf), so that leaves can
-    run in parallel: ``runner(items, fn)`` distributes them (e.g. ``pipeline.distributed.ray_map``)."""
+def group_by_leaf(records: list[dict], leaves: dict[str, dict]) -> dict[str, list[dict]]:
+    """Records per leaf, in leaf order; leaves with no records get an empty list."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         groups[r["leaf"]].append(r)
-    paths = sorted(set(groups) | set(leaves))
-    items = [(p, groups.get(p, []), {p: leaves.get(p, {})}) for p in paths]
+    return {p: groups.get(p, []) for p in sorted(set(groups) | set(leaves))}
 
-    def one(item):
-        path, rows, info = item
-        return run_filters(rows, info, config, teacher=teacher)
 
-    results = list(runner(items, one)) if runner else [one(i) for i in items]
+def merge_results(results: list[tuple[list[dict], dict]]) -> tuple[list[dict], dict]:
+    """One (kept, report) from per-leaf ones."""
     kept, merged = [], {"totals": {"in": 0, "out": 0, "filters": {}}, "leaves": {}}
     for rows, rep in results:
         kept.extend(rows)
@@ -152,6 +147,21 @@ def run_filters_by_leaf(records: list[dict], leaves: dict[str, dict], config: Fi
     return kept, merged
 
 
+def run_filters_by_leaf(records: list[dict], leaves: dict[str, dict], config: FilterConfig = FilterConfig(),
+                        teacher=None, runner=None) -> tuple[list[dict], dict]:
+    """The same filters, leaf by leaf (duplicates are judged within a leaf), so that leaves can
+    run in parallel: ``runner(items, fn)`` distributes them (e.g. ``pipeline.distributed.ray_map``)."""
+    groups = group_by_leaf(records, leaves)
+    items = [(p, rows, {p: leaves.get(p, {})}) for p, rows in groups.items()]
+
+    def one(item):
+        path, rows, info = item
+        return run_filters(rows, info, config, teacher=teacher)
+
+    results = list(runner(items, one)) if runner else [one(i) for i in items]
+    return merge_results(results)
+
+
 def run_filters_cached(records: list[dict], leaves: dict[str, dict], config: FilterConfig = FilterConfig(),
                        teacher=None) -> tuple[list[dict], dict, list[str]]:
     """Leaf by leaf, each leaf's result cached under a hash of its records, its leaf info, the
@@ -164,13 +174,10 @@ def run_filters_cached(records: list[dict], leaves: dict[str, dict], config: Fil
 
     cache = cache_root().parent / "filter"
     cache.mkdir(parents=True, exist_ok=True)
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        groups[r["leaf"]].append(r)
+    groups = group_by_leaf(records, leaves)
     conf = json.dumps(asdict(config), sort_keys=True, default=str) + str(getattr(teacher, "identity", None))
     results, fresh, todo = {}, [], []
-    for path in sorted(set(groups) | set(leaves)):
-        rows = groups.get(path, [])
+    for path, rows in groups.items():
         key = hashlib.sha256(json.dumps([rows, leaves.get(path, {}), conf], sort_keys=True,
                                         default=str).encode()).hexdigest()[:24]
         kept_file, rep_file = cache / f"{key}.jsonl", cache / f"{key}.report.json"
@@ -185,17 +192,5 @@ def run_filters_cached(records: list[dict], leaves: dict[str, dict], config: Fil
         write_jsonl(cache / f"{key}.jsonl", kept)
         results[path] = (kept, rep)
         fresh.append(path)
-    kept_all, merged = [], {"totals": {"in": 0, "out": 0, "filters": {}}, "leaves": {}}
-    for path in sorted(results):
-        rows, rep = results[path]
-        kept_all.extend(rows)
-        merged["leaves"].update(rep["leaves"])
-        merged["totals"]["in"] += rep["totals"]["in"]
-        merged["totals"]["out"] += rep["totals"]["out"]
-        for name, f in rep["totals"]["filters"].items():
-            agg = merged["totals"]["filters"].setdefault(name, {"dropped": 0, "modified": 0})
-            agg["dropped"] += f["dropped"]
-            agg["modified"] += f.get("modified", 0)
-            if f.get("skipped"):
-                agg["skipped"] = f["skipped"]
-    return kept_all, merged, fresh
+    kept, merged = merge_results([results[path] for path in sorted(results)])
+    return kept, merged, fresh

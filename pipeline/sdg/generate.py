@@ -156,6 +156,12 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def read_leaf_infos(out_dir: Path) -> dict[str, dict]:
+    """What ``generate`` recorded about each leaf (seeds, chunks), by leaf path; {} if absent."""
+    path = Path(out_dir) / "leaves.jsonl"
+    return {x["path"]: x for x in read_jsonl(path)} if path.exists() else {}
+
+
 def select_leaves(taxonomy_root: Path, only: list[str] | None = None) -> list[LeafResult]:
     leaves = list(iter_leaves(taxonomy_root))
     invalid = [x for x in leaves if not x.ok]

@@ -11,7 +11,6 @@ import concurrent.futures
 import hashlib
 import json
 import random
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,9 +179,6 @@ class HFTeacher:
 
     def complete(self, prompts, n=1, params=GenParams()):
         return self.generate([list(p.messages) for p in prompts], params, n)
-
-
-_lock = threading.Lock()
 
 
 def make_teacher(spec: str | None, model: str | None = None, api_key: str | None = None) -> Teacher:

@@ -8,7 +8,6 @@ and key came from, so that schema errors point at the right line.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any, Iterator
 
 from . import diagnostics as d
 from .loader import Loaded
+from .schema import yaml_path
 
 KNOWN_TREES = ("compositional_skills", "foundational_skills", "knowledge")
 _FULL_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -88,7 +88,6 @@ def check_content(loaded: Loaded, kind: str, version: int, file: str, strict: bo
 
     def warn(rule, path, msg, hint="", key=False):
         line, col = loaded.key_position(path) if key else loaded.position(path)
-        from .schema import yaml_path
         return d.make(rule, file, line, col, msg, hint, yaml_path(path), strict=strict)
 
     seen: dict[str, tuple] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 IGNORE = -100
@@ -34,7 +34,6 @@ class TokenizeReport:
     dropped_no_assistant: int = 0
     tokens: int = 0
     loss_tokens: int = 0
-    lines: list = field(default_factory=list)
 
 
 def read_messages(path: Path) -> list[list[dict]]:

@@ -10,7 +10,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .recipe import BETAS, GRAD_CLIP, Phase
@@ -121,7 +121,6 @@ class MetricsLog:
 
 def train(config: TrainConfig, progress: bool = True) -> Path | None:
     """Run every phase; returns the final model folder (on rank 0)."""
-    import torch
     import torch.distributed as dist
 
     rank, world = _dist_setup()

@@ -14,7 +14,6 @@ def _worker(config: dict) -> None:
 
 def train_on_ray(config: TrainConfig, workers: int = 1, use_gpu: bool = False,
                  cpus_per_worker: float = 1.0) -> Path:
-    import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 

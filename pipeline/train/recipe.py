@@ -37,6 +37,12 @@ BETAS = (0.9, 0.95)
 GRAD_CLIP = 1.0
 
 
+def estimate_parameters(config) -> int:
+    """Parameters of a decoder-only transformer from its HF config (12·d²·layers + embeddings):
+    enough to tell a tiny student from a real model without loading weights."""
+    return 12 * config.hidden_size ** 2 * config.num_hidden_layers + config.vocab_size * config.hidden_size
+
+
 def scaled(phase: Phase, samples: int, parameters: int, epochs: int | None = None) -> Phase:
     tiny = parameters < 100_000_000
     batch = max(1, min(phase.effective_batch, samples // 8 or 1))
