@@ -23,6 +23,15 @@ from .store import ACTIVE_JOB, Store
 
 log = logging.getLogger(__name__)
 CHECK_NAME = "sprout/retrain"
+# What each kind of job is called on GitHub; previews and prechecks inform, so they end 'neutral'.
+KINDS = {
+    "retrain": {"check": CHECK_NAME, "noun": "retraining", "running": "Retraining",
+                "done": "Retraining finished", "success": "success"},
+    "preview": {"check": "sprout/preview", "noun": "synthetic data preview", "running": "Generating a preview",
+                "done": "Synthetic data preview", "success": "neutral"},
+    "precheck": {"check": "sprout/precheck", "noun": "precheck", "running": "Asking the current student",
+                 "done": "Precheck: the current student's answers", "success": "neutral"},
+}
 TERMINAL = {"SUCCEEDED": ("succeeded", "success"), "FAILED": ("failed", "failure"),
             "STOPPED": ("cancelled", "cancelled")}
 
@@ -113,11 +122,17 @@ class Dispatcher:
             return self._client
 
     # -- requests --------------------------------------------------------------------------
-    def request(self, repo: str, pr: int | None, sha: str, installation_id: int | None) -> int:
+    def request(self, repo: str, pr: int | None, sha: str, installation_id: int | None,
+                kind: str = "retrain", base_sha: str | None = None) -> int:
+        """Queue a job. A newer request supersedes a queued one of the same kind (for previews and
+        prechecks: of the same pull request); one job of each kind runs per repository at a time."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown job kind {kind!r}")
         with self._lock:
-            for old in self.store.jobs(repo=repo, statuses=("queued",)):
-                self.store.update_job(old["id"], status="superseded", detail=f"superseded by {sha[:7]}")
-            job = self.store.add_job(repo, pr, sha, "retrain", installation_id)
+            for old in self.store.jobs(repo=repo, statuses=("queued",), kind=kind):
+                if kind == "retrain" or old["pr"] == pr:
+                    self.store.update_job(old["id"], status="superseded", detail=f"superseded by {sha[:7]}")
+            job = self.store.add_job(repo, pr, sha, kind, installation_id, base_sha=base_sha)
         self.tick()
         return job
 
@@ -141,31 +156,37 @@ class Dispatcher:
         with self._lock:
             for job in self.store.jobs(statuses=("running", "cancelling")):
                 self._poll(job)
-            running = {j["repo"] for j in self.store.jobs(statuses=("running", "cancelling"))}
+            busy = {(j["repo"], j["kind"]) for j in self.store.jobs(statuses=("running", "cancelling"))}
             queued = sorted(self.store.jobs(statuses=("queued",)), key=lambda j: j["id"])
             for job in queued:
-                if job["repo"] not in running:
+                if (job["repo"], job["kind"]) not in busy:
                     self._submit(job)
-                    running.add(job["repo"])
+                    busy.add((job["repo"], job["kind"]))
 
     def _entrypoint(self, job: dict) -> str:
-        return self.settings.retrain_entrypoint.format(
-            sha=job["sha"], repo=job["repo"], pr=job["pr"] or "",
-            repo_url=f"https://github.com/{job['repo']}.git")
+        template = {"retrain": self.settings.retrain_entrypoint, "preview": self.settings.preview_entrypoint,
+                    "precheck": self.settings.precheck_entrypoint}[job["kind"]]
+        return template.format(
+            sha=job["sha"], base_sha=job.get("base_sha") or "", repo=job["repo"], pr=job["pr"] or "",
+            git_url=self.settings.clone_url(job["repo"]), repo_url=self.settings.clone_url(job["repo"]),
+            runs_root=self.settings.runs_root)
 
     def _submit(self, job: dict) -> None:
+        k = KINDS[job["kind"]]
         try:
             ray_id = self.client().submit_job(
-                entrypoint=self._entrypoint(job), submission_id=f"sprout-{job['id']}-{job['sha'][:7]}",
-                metadata={"sprout_job": str(job["id"]), "repo": job["repo"], "sha": job["sha"]})
+                entrypoint=self._entrypoint(job),
+                submission_id=f"sprout-{job['kind']}-{job['id']}-{job['sha'][:7]}",
+                metadata={"sprout_job": str(job["id"]), "kind": job["kind"], "repo": job["repo"],
+                          "sha": job["sha"]})
         except Exception as e:
             self.store.update_job(job["id"], status="failed", detail=f"could not submit to Ray: {e}")
-            self._report(job, "failure", "Could not start retraining", f"Submitting to Ray failed: `{e}`")
+            self._report(job, "failure", f"Could not start {k['noun']}", f"Submitting to Ray failed: `{e}`")
             return
         self.store.update_job(job["id"], status="running", ray_job_id=ray_id)
         try:
             gh = self.github.client(job["installation_id"])
-            run = gh.start_check_run(job["repo"], CHECK_NAME, job["sha"], "Retraining",
+            run = gh.start_check_run(job["repo"], k["check"], job["sha"], k["running"],
                                      f"Ray job `{ray_id}` is running `{self._entrypoint(job)}`.")
             self.store.update_job(job["id"], check_run_id=run.id)
         except GitHubError as e:
@@ -180,13 +201,16 @@ class Dispatcher:
         if status not in TERMINAL:
             return
         state, conclusion = TERMINAL[status]
+        k = KINDS[job["kind"]]
+        if state == "succeeded":
+            conclusion = k["success"]
         try:
             logs = self.client().get_job_logs(job["ray_job_id"])
         except Exception as e:
             logs = f"(logs unavailable: {e})"
         tail = "\n".join(logs.splitlines()[-40:])
-        title = {"succeeded": "Retraining finished", "failed": "Retraining failed",
-                 "cancelled": "Retraining cancelled"}[state]
+        title = {"succeeded": k["done"], "failed": f"{k['noun'].capitalize()} failed",
+                 "cancelled": f"{k['noun'].capitalize()} cancelled"}[state]
         report = extract_report(logs)
         stage = failed_stage(logs)
         summary = (f"Ray job `{job['ray_job_id']}` for `{job['sha'][:7]}`: **{state}**"
@@ -198,13 +222,16 @@ class Dispatcher:
 
     def _report(self, job: dict, conclusion: str, title: str, summary: str) -> bool:
         """Complete the check run and upsert the PR comment; False to try again later."""
+        k = KINDS[job["kind"]]
         try:
             gh = self.github.client(job["installation_id"])
-            run = gh.start_check_run(job["repo"], CHECK_NAME, job["sha"], title, summary)
+            run = gh.start_check_run(job["repo"], k["check"], job["sha"], title, summary)
             gh.finish_check_run(run, conclusion, title, summary, [])
             if job["pr"]:
-                gh.upsert_comment(job["repo"], job["pr"], f"sprout:retrain:{job['sha'][:12]}",
-                                  f"### {title}\n\n{summary}")
+                # retraining: one comment per merged commit; previews and prechecks: one per PR, updated
+                marker = (f"sprout:retrain:{job['sha'][:12]}" if job["kind"] == "retrain"
+                          else f"sprout:{job['kind']}:{job['pr']}")
+                gh.upsert_comment(job["repo"], job["pr"], marker, f"### {title}\n\n{summary}")
             return True
         except GitHubError as e:
             log.warning("job %s: reporting failed, will retry: %s", job["id"], e)

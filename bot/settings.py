@@ -39,15 +39,36 @@ class Settings:
     """Attempts before a delivery is parked as failed (SPROUT_MAX_ATTEMPTS)."""
     lease_seconds: float = 120.0
     """How long a worker owns a claimed delivery before another may take it over."""
-    retrain_entrypoint: str = "sprout run {repo_url} --ref {sha} --print-report"
-    """Ray job entrypoint for retraining (SPROUT_RETRAIN_ENTRYPOINT); {sha}, {repo_url}, {repo},
-    {pr} are filled in."""
+    retrain_entrypoint: str = "sprout run {git_url} --ref {sha} --runs-root {runs_root} --print-report"
+    """Ray job entrypoint for retraining (SPROUT_RETRAIN_ENTRYPOINT); {sha}, {base_sha}, {git_url},
+    {repo}, {pr} and {runs_root} are filled in."""
+    preview_entrypoint: str = "sprout preview {git_url} --ref {sha} --base {base_sha} --print-report"
+    """Ray job entrypoint for `/sprout generate` (SPROUT_PREVIEW_ENTRYPOINT)."""
+    precheck_entrypoint: str = ("sprout precheck {git_url} --ref {sha} --base {base_sha} "
+                                "--runs-root {runs_root} --print-report")
+    """Ray job entrypoint for `/sprout precheck` (SPROUT_PRECHECK_ENTRYPOINT)."""
+    runs_root: str = "runs"
+    """Model registry and run folders as the Ray job sees them (SPROUT_RUNS_ROOT): relative to the
+    job's working directory; on a multi-node cluster, a path on shared storage."""
+    git_url: str | None = None
+    """Clone URL template with {repo} (SPROUT_GIT_URL); default: derived from the API URL
+    (https://github.com/{repo}.git for github.com, https://HOST/{repo}.git for Enterprise)."""
     recover_interval: float = 600.0
     """Seconds between scans for failed deliveries to redeliver (App mode only)."""
 
     @property
     def app_mode(self) -> bool:
         return self.app_id is not None
+
+    def clone_url(self, repo: str) -> str:
+        if self.git_url:
+            return self.git_url.format(repo=repo)
+        api = self.api_url.rstrip("/")
+        if api == "https://api.github.com":
+            web = "https://github.com"
+        else:  # Enterprise serves the API under /api/v3 beside the web host
+            web = api.removesuffix("/api/v3")
+        return f"{web}/{repo}.git"
 
     @property
     def database_path(self) -> Path:
@@ -114,4 +135,7 @@ class Settings:
                    command_prefix=get("SPROUT_COMMAND_PREFIX") or "/sprout",
                    app_name=get("SPROUT_APP_NAME") or "sprout", trusted_teams=teams,
                    max_attempts=int(attempts), lease_seconds=lease_s,
-                   retrain_entrypoint=get("SPROUT_RETRAIN_ENTRYPOINT") or cls.retrain_entrypoint)
+                   retrain_entrypoint=get("SPROUT_RETRAIN_ENTRYPOINT") or cls.retrain_entrypoint,
+                   preview_entrypoint=get("SPROUT_PREVIEW_ENTRYPOINT") or cls.preview_entrypoint,
+                   precheck_entrypoint=get("SPROUT_PRECHECK_ENTRYPOINT") or cls.precheck_entrypoint,
+                   runs_root=get("SPROUT_RUNS_ROOT") or cls.runs_root, git_url=get("SPROUT_GIT_URL"))

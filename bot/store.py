@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     repo TEXT NOT NULL,
     pr INTEGER,
     sha TEXT NOT NULL,
+    base_sha TEXT,
     kind TEXT NOT NULL,
     status TEXT NOT NULL,
     ray_job_id TEXT,
@@ -79,6 +80,10 @@ class Store:
         # FULL: a commit is on disk before GitHub is told 202.
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        # stores written before a column existed gain it (SQLite adds columns in place)
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}
+        if "base_sha" not in have:
+            self.db.execute("ALTER TABLE jobs ADD COLUMN base_sha TEXT")
 
     def close(self) -> None:
         with self.lock:
@@ -142,10 +147,11 @@ class Store:
 
     # -- jobs ------------------------------------------------------------------------------
     def add_job(self, repo: str, pr: int | None, sha: str, kind: str, installation_id: int | None,
-                status: str = "queued") -> int:
+                status: str = "queued", base_sha: str | None = None) -> int:
         now = time.time()
-        cur = self._x("INSERT INTO jobs (repo, pr, sha, kind, status, installation_id, created_at, updated_at)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (repo, pr, sha, kind, status, installation_id, now, now))
+        cur = self._x("INSERT INTO jobs (repo, pr, sha, base_sha, kind, status, installation_id, created_at,"
+                      " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (repo, pr, sha, base_sha, kind, status, installation_id, now, now))
         return int(cur.lastrowid)
 
     def update_job(self, job_id: int, **fields: Any) -> None:
@@ -158,11 +164,15 @@ class Store:
         row = self._x("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return dict(row) if row else None
 
-    def jobs(self, repo: str | None = None, statuses: tuple[str, ...] | None = None, limit: int = 50) -> list[dict]:
+    def jobs(self, repo: str | None = None, statuses: tuple[str, ...] | None = None, limit: int = 50,
+             kind: str | None = None) -> list[dict]:
         sql, args = "SELECT * FROM jobs WHERE 1=1", []
         if repo:
             sql += " AND repo = ?"
             args.append(repo)
+        if kind:
+            sql += " AND kind = ?"
+            args.append(kind)
         if statuses:
             sql += f" AND status IN ({','.join('?' * len(statuses))})"
             args += list(statuses)

@@ -289,11 +289,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     fg = report["forgetting"]
     print(f"forgetting: replay loss {fg['base']:.3f} -> {fg['new']:.3f} ({'passed' if fg['passed'] else 'FAILED'})")
     print(f"verdict: {report['verdict']}   report: {out / 'report.md'} (also report.html, report.json)")
-    if args.print_report:  # for a caller that only sees the job's log (the bot, through Ray Jobs)
-        print("<<<SPROUT-REPORT-MD")
-        print((out / "report.md").read_text())
-        print("SPROUT-REPORT-MD>>>")
+    if args.print_report:
+        _print_markers(out / "report.md")
     return 0 if report["verdict"] == "accepted" else 1
+
+
+def _print_markers(path: Path) -> None:
+    """Markdown between markers, for a caller that only sees the job's log (the bot, through Ray Jobs)."""
+    print("<<<SPROUT-REPORT-MD")
+    print(path.read_text())
+    print("SPROUT-REPORT-MD>>>")
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from .preview import preview
+    from .run import RunConfig, RunError
+    config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, base_ref=args.base, out=args.out,
+                       runs_root=args.runs_root, teacher=args.teacher, teacher_model=args.model,
+                       embeddings=not args.no_embeddings)
+    try:
+        out, result = preview(config, samples=args.samples, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except RunError as e:
+        print(f"sprout preview: {e}", file=sys.stderr)
+        return 1
+    for leaf in result["leaves"]:
+        print(f"{leaf['generated']:>5} -> {leaf['kept']:<5} {leaf['path']}")
+    if not result["leaves"]:
+        print("no leaves changed")
+    print(f"preview: {out / 'preview.md'} (also preview.json; the data is in {out / 'data'})")
+    if args.print_report:
+        _print_markers(out / "preview.md")
+    return 0
+
+
+def cmd_precheck(args: argparse.Namespace) -> int:
+    from .preview import precheck
+    from .run import RunConfig, RunError
+    config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, base_ref=args.base, out=args.out,
+                       runs_root=args.runs_root, student=args.student)
+    try:
+        out, result = precheck(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except RunError as e:
+        print(f"sprout precheck: {e}", file=sys.stderr)
+        return 1
+    for leaf in result["leaves"]:
+        print(f"{leaf['score']:.3f}  {leaf['path']}  ({len(leaf['questions'])} questions)")
+    if not result["leaves"]:
+        print("no leaves changed")
+    print(f"precheck: {out / 'precheck.md'} (also precheck.json)")
+    if args.print_report:
+        _print_markers(out / "precheck.md")
+    return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -533,6 +579,42 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--print-report", action="store_true",
                    help="also print report.md between markers (the bot reads it from the Ray job log)")
     r.set_defaults(func=cmd_run)
+
+    pv = sub.add_parser("preview", help="generate + filter only the leaves a change touches, and show a sample",
+                        description="Preview the synthetic data a pull request would add: check out --ref, "
+                                    "validate, diff against --base, generate and filter only the changed "
+                                    "leaves, and write preview.md/preview.json with a sample per leaf and the "
+                                    "filter funnel. Nothing is trained. The bot runs this for "
+                                    "'/sprout generate'.")
+    pv.add_argument("taxonomy", nargs="?", default="taxonomy", help="taxonomy folder or git URL (default: taxonomy)")
+    pv.add_argument("--ref", help="git commit to check out (the pull request's head)")
+    pv.add_argument("--base", help="git commit to diff against (the pull request's base); default: the "
+                                   "last trained commit, or every leaf")
+    pv.add_argument("--out", help="run folder (default: runs/run-<time>)")
+    pv.add_argument("--runs-root", default="runs", help="model registry (default: runs)")
+    pv.add_argument("--teacher", default="offline")
+    pv.add_argument("--model", help="model name on an OpenAI-compatible teacher server")
+    pv.add_argument("--samples", type=int, default=3, help="kept samples shown per leaf (default: 3)")
+    pv.add_argument("--no-embeddings", action="store_true", help="skip the embedding filters")
+    pv.add_argument("--print-report", action="store_true", help="also print preview.md between markers")
+    pv.set_defaults(func=cmd_preview)
+
+    pc = sub.add_parser("precheck", help="ask the current student the changed leaves' seed questions",
+                        description="Before a merge: ask the model a merge would start from (the last "
+                                    "accepted one in --runs-root, else the base student) the seed questions "
+                                    "of the leaves changed between --base and --ref, and write "
+                                    "precheck.md/precheck.json with its answers beside the expected ones "
+                                    "and a score (mean of token F1 and ROUGE-L). The bot runs this for "
+                                    "'/sprout precheck'.")
+    pc.add_argument("taxonomy", nargs="?", default="taxonomy", help="taxonomy folder or git URL (default: taxonomy)")
+    pc.add_argument("--ref", help="git commit to check out (the pull request's head)")
+    pc.add_argument("--base", help="git commit to diff against (the pull request's base)")
+    pc.add_argument("--out", help="run folder (default: runs/run-<time>)")
+    pc.add_argument("--runs-root", default="runs", help="model registry and default student (default: runs)")
+    pc.add_argument("--student", default="default",
+                    help="model directory to ask; default: the last accepted model, else the base student")
+    pc.add_argument("--print-report", action="store_true", help="also print precheck.md between markers")
+    pc.set_defaults(func=cmd_precheck)
 
     su = sub.add_parser("submit", help="run the pipeline as a Ray job (Ray Jobs API), wait, print the report",
                         description="Submit 'sprout run' to a Ray cluster through the Ray Jobs API, wait "

@@ -29,6 +29,10 @@ class RunConfig:
     """A taxonomy folder, or a git URL/path (cloned into the run folder)."""
     ref: str | None = None
     """Commit to check out (git); default: as it is on disk."""
+    base_ref: str | None = None
+    """Diff against this commit (a pull request's base) instead of the last trained one."""
+    changed_only: bool = False
+    """Generate and filter only the changed leaves (previews); a retrain uses every leaf."""
     out: str | None = None
     """Run folder; default runs/<run id>."""
     runs_root: str = "runs"
@@ -117,14 +121,19 @@ class Run:
         (self.root / "models.json").write_text(json.dumps(models, indent=2))
 
     # -- stages -------------------------------------------------------------------------------
-    def execute(self) -> dict:
+    def execute(self, until: str = "report") -> dict | None:
+        """Run the stages up to and including ``until``; the report when the run got that far."""
         c = self.config
         self.stage("checkout", [c.taxonomy, c.ref], self.checkout)
         tax = Path(self.state["taxonomy_path"])
         self.stage("validate", [self.state.get("taxonomy_sha"), self._tree_hash(tax)], self.validate)
         self.stage("diff", [self.state.get("taxonomy_sha"), self._tree_hash(tax)], self.diff)
-        self.stage("generate", [self._tree_hash(tax)], self.generate)
+        if until == "diff":
+            return None
+        self.stage("generate", [self._tree_hash(tax), self.state["changed"]], self.generate)
         self.stage("filter", [self.manifest["stages"]["generate"]["key"]], self.filter)
+        if until == "filter":
+            return None
         self.stage("mix", [self.manifest["stages"]["filter"]["key"]], self.mix)
         self.stage("train", [self.manifest["stages"]["mix"]["key"]], self.train)
         self.stage("evaluate", [self.manifest["stages"]["train"]["key"]], self.evaluate)
@@ -150,7 +159,7 @@ class Run:
                 if p.returncode:
                     raise RunError(f"cannot clone {src}: {p.stderr.strip()}")
             if c.ref:
-                _git(dest, "checkout", "-q", c.ref)
+                self._checkout_ref(dest, c.ref)
             root = dest / "taxonomy" if (dest / "taxonomy").is_dir() and not (dest / "knowledge").is_dir() else dest
             sha = _git(dest, "rev-parse", "HEAD")
             repo = dest
@@ -166,6 +175,25 @@ class Run:
                 repo, sha = None, None
         self.state.update(taxonomy_path=str(root), taxonomy_sha=sha, repo=str(repo) if repo else None)
         return {"taxonomy": str(root), "sha": sha}
+
+    @staticmethod
+    def _checkout_ref(repo: Path, ref: str) -> None:
+        """A merge commit is on a branch; a pull request's head may only be reachable from
+        refs/pull/N/head (forks), so fetch by SHA, then the pull refs, before giving up."""
+        try:
+            _git(repo, "checkout", "-q", ref)
+            return
+        except RunError as first:
+            error = first
+        for refspec in (ref, "+refs/pull/*/head:refs/remotes/origin/pull/*"):
+            if subprocess.run(["git", "-C", str(repo), "fetch", "-q", "origin", refspec],
+                              capture_output=True, text=True).returncode == 0:
+                try:
+                    _git(repo, "checkout", "-q", ref)
+                    return
+                except RunError as e:
+                    error = e
+        raise RunError(f"checkout {ref}: not found in the repository ({error})")
 
     def validate(self) -> dict:
         from .taxonomy import render
@@ -183,6 +211,8 @@ class Run:
         leaves = sorted(r.path for r in iter_leaves(tax))
         accepted = [m for m in self.registry() if m.get("verdict") == "accepted" and m.get("taxonomy_sha")]
         last = accepted[-1] if accepted else None
+        if self.config.base_ref:
+            last = {"taxonomy_sha": self.config.base_ref}
         changed, added = leaves, leaves
         if last and self.state.get("repo") and self.state.get("taxonomy_sha"):
             from .taxonomy.diff import changed_leaves
@@ -196,6 +226,8 @@ class Run:
                 changed = sorted(c.path[len(prefix):] for c in diff if c.status != "deleted")
                 added = sorted(c.path[len(prefix):] for c in diff if c.status == "added")
             except Exception as e:
+                if self.config.base_ref:  # asked for this diff: guessing would mislead
+                    raise RunError(f"diff: cannot diff against {self.config.base_ref}: {e}") from e
                 self.log(f"[diff] cannot diff against {last['taxonomy_sha'][:12]} ({e}); treating all leaves as changed")
         self.state.update(changed=changed, added=added, last_trained=last["taxonomy_sha"] if last else None)
         return {"changed": len(changed), "added": len(added), "against": last["taxonomy_sha"] if last else None}
@@ -204,7 +236,13 @@ class Run:
         from .sdg.generate import generate
         from .sdg.teachers import make_teacher
         teacher = make_teacher(self.config.teacher, model=self.config.teacher_model)
-        summary = generate(Path(self.state["taxonomy_path"]), self.out / "data", teacher)
+        only = self.state["changed"] if self.config.changed_only else None
+        if only == []:
+            from .sdg.generate import write_jsonl
+            (self.out / "data" / "generated").mkdir(parents=True, exist_ok=True)
+            write_jsonl(self.out / "data" / "leaves.jsonl", [])
+            return {"generated_leaves": [], "samples": 0}
+        summary = generate(Path(self.state["taxonomy_path"]), self.out / "data", teacher, only=only)
         fresh = [x["path"] for x in summary["leaves"] if x["status"] == "generated"]
         self.log(f"[generate] {len(fresh)} leaves generated, {len(summary['leaves']) - len(fresh)} from cache")
         return {"generated_leaves": fresh, "samples": sum(x["samples"] for x in summary["leaves"])}

@@ -51,27 +51,37 @@ def command(event: Event, ctx) -> None:
         gh.react(repo, number, comment["id"], "+1" if conclusion != "failure" else "confused")
     elif name == "status":
         gh.reply(repo, number, _status(ctx, repo))
-    elif name in ("retrain", "cancel"):
+    elif name in ("retrain", "cancel", "generate", "precheck"):
         if ctx.dispatcher is None:
-            gh.reply(repo, number, f"@{login} retraining is not enabled on this Sprout installation.")
+            gh.reply(repo, number, f"@{login} `{prefix} {name}` needs a Ray cluster, and retraining "
+                     "is not enabled on this Sprout installation.")
             return
+        if name == "cancel":
+            n = ctx.dispatcher.cancel(repo)
+            gh.reply(repo, number, f"@{login} cancelled {n} job(s)." if n else f"@{login} nothing to cancel.")
+            return
+        pr = gh.pull(repo, number)
         if name == "retrain":
-            pr = gh.pull(repo, number)
             sha = pr.merge_commit_sha if pr.merged else pr.head.sha
             job = ctx.dispatcher.request(repo, number, sha, event.installation_id)
             gh.reply(repo, number, f"@{login} retraining on `{sha[:7]}` is queued as job {job}.")
-        else:
-            n = ctx.dispatcher.cancel(repo)
-            gh.reply(repo, number, f"@{login} cancelled {n} job(s)." if n else f"@{login} nothing to cancel.")
-    else:  # precheck, generate: need the generation pipeline
-        gh.reply(repo, number, f"@{login} `{prefix} {name}` is not available on this Sprout "
-                 "installation yet (the bot does not run the generation pipeline on open pull requests).")
+            return
+        # Previews and prechecks look at what this pull request changes: its head against its base.
+        kind = "preview" if name == "generate" else "precheck"
+        job = ctx.dispatcher.request(repo, number, pr.head.sha, event.installation_id, kind=kind,
+                                     base_sha=pr.base.sha)
+        what = ("a preview of the synthetic data for" if kind == "preview"
+                else "the current student's answers to the seed questions of")
+        gh.reply(repo, number, f"@{login} {what} `{pr.head.sha[:7]}` is queued as job {job}; "
+                 "the results will appear in a comment here and in the "
+                 f"`sprout/{kind}` check.")
 
 
 def _status(ctx, repo: str) -> str:
     jobs = ctx.store.jobs(repo=repo, limit=10)
     if not jobs:
         return "No retraining jobs for this repository yet."
-    rows = "\n".join(f"| {j['id']} | `{j['sha'][:7]}` | #{j['pr']} | {j['status']} | {j['ray_job_id'] or ''} |"
-                     for j in jobs)
-    return f"Retraining jobs:\n\n| job | commit | PR | status | Ray job |\n|---|---|---|---|---|\n{rows}"
+    rows = "\n".join(f"| {j['id']} | {j['kind']} | `{j['sha'][:7]}` | #{j['pr']} | {j['status']} | "
+                     f"{j['ray_job_id'] or ''} |" for j in jobs)
+    return ("Jobs (newest first):\n\n| job | kind | commit | PR | status | Ray job |\n"
+            f"|---|---|---|---|---|---|\n{rows}")

@@ -94,18 +94,27 @@ def skill_prompts(leaf: LeafResult, config: GenerateConfig) -> list[prompts.Prom
     return out
 
 
+def leaf_info(leaf: LeafResult) -> dict:
+    """A leaf's kind and seed question/answer pairs (chunks are added by generation)."""
+    if leaf.kind == "knowledge":
+        seeds = [{"context": s["context"], "question": qa["question"], "answer": qa["answer"]}
+                 for s in leaf.data["seed_examples"] for qa in s["questions_and_answers"]]
+    else:
+        seeds = [{"context": s.get("context"), "question": s["question"], "answer": s["answer"]}
+                 for s in leaf.data["seed_examples"]]
+    return {"path": leaf.path, "kind": "knowledge" if leaf.kind == "knowledge" else "skill",
+            "seeds": seeds, "chunks": []}
+
+
 def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, config: GenerateConfig) -> dict:
     """Samples for one leaf, plus what the filters need to know about it."""
     started = time.time()
     records, malformed = [], 0
-    info: dict = {"path": leaf.path, "kind": "knowledge" if leaf.kind == "knowledge" else "skill",
-                  "seeds": [], "chunks": []}
+    info = leaf_info(leaf)
     if leaf.kind == "knowledge":
         docs = fetch(leaf.data["document"], taxonomy_root)
         chunks = [c for name, text in docs for c in chunk_markdown(text, name, config.chunk_tokens)]
         info["chunks"] = [{"id": c.id, "title": c.title, "text": c.text} for c in chunks]
-        info["seeds"] = [{"context": s["context"], "question": qa["question"], "answer": qa["answer"]}
-                         for s in leaf.data["seed_examples"] for qa in s["questions_and_answers"]]
         jobs = knowledge_prompts(leaf, chunks, config)
         outputs = teacher.complete([p for _, _, p in jobs], config.samples, config.params)
         for (shape, chunk, _), completions in zip(jobs, outputs):
@@ -115,8 +124,6 @@ def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, confi
                 for pair in pairs:
                     records.append(_record(leaf, teacher, shape, pair, chunk=chunk, domain=leaf.data["domain"]))
     else:
-        info["seeds"] = [{"context": s.get("context"), "question": s["question"], "answer": s["answer"]}
-                         for s in leaf.data["seed_examples"]]
         jobs = skill_prompts(leaf, config)
         for completions in teacher.complete(jobs, config.samples, config.params):
             for text in completions:
