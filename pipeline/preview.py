@@ -141,7 +141,7 @@ def precheck_markdown(p: dict, refs: str = "") -> str:
         lines += ["", f"### `{leaf['path']}` — score {leaf['score']:.3f}", "",
                   "| question | expected | student | score |", "|---|---|---|---:|"]
         for q in leaf["questions"]:
-            lines.append(f"| {_cell(q["question"], 200)} | {_cell(q["expected"])} | {_cell(q["answer"]) or "_(no answer)_"} | "
+            lines.append(f"| {_cell(q['question'], 200)} | {_cell(q['expected'])} | {_cell(q['answer']) or '_(no answer)_'} | "
                          f"{q['score']:.2f} |")
     lines += ["", f"<sub>run `{p['run_id']}` · student `{p['student']}`</sub>"]
     return "\n".join(lines) + "\n"

@@ -110,6 +110,17 @@ def bot(make_bot, settings) -> Bot:
     return make_bot(settings)
 
 
+@pytest.fixture(scope="module")
+def ray_head():
+    """A real Ray head on loopback (the bot's own kind), one per test module."""
+    pytest.importorskip("ray")
+    from bot.dispatch import LocalRayHead
+    head = LocalRayHead(num_cpus=2)
+    head.start()
+    yield head
+    head.stop()
+
+
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
     monkeypatch.setattr("bot.worker.backoff", lambda attempt: 0.05)

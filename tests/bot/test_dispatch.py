@@ -5,19 +5,10 @@ from dataclasses import replace
 
 import pytest
 
-from bot.dispatch import Dispatcher, LocalRayHead
+from bot.dispatch import Dispatcher
 from tests.bot.conftest import REPO, comment_payload, pr_payload
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ray_head():
-    pytest.importorskip("ray")
-    head = LocalRayHead(num_cpus=2)
-    head.start()
-    yield head
-    head.stop()
 
 
 def bot_with(make_bot, settings, ray_head, entrypoint):

@@ -104,3 +104,24 @@ def _seed(emu, kind, path, recorded):
 def _create_check(emu) -> int:
     r = httpx.post(f"{emu.url}/repos/{REPO}/check-runs", json={"name": "x", "head_sha": "a" * 40})
     return r.json()["id"]
+
+
+def test_emulator_serves_git_over_http(emulator, tmp_path):
+    """The e2e tests clone from the emulator as jobs clone from GitHub."""
+    import shutil
+
+    import httpx
+
+    from tests.conftest import ROOT, run_git
+    repo = tmp_path / "work"
+    shutil.copytree(ROOT / "taxonomy", repo)
+    run_git(repo, "init", "-q", "-b", "main")
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-qm", "base")
+    url = emulator.serve_git(REPO, repo)
+    run_git(tmp_path, "clone", "-q", url, "clone")
+    leaf = "compositional_skills/writing/freeform/haiku/qna.yaml"
+    assert (tmp_path / "clone" / leaf).read_bytes() == (repo / leaf).read_bytes()
+    assert httpx.get(f"{emulator.url}/{REPO}.git/..%2F..%2Fetc/passwd").status_code == 404
+    assert httpx.get(f"{emulator.url}/octo-org/other.git/HEAD").status_code == 404
+    assert httpx.get(f"{emulator.url}/{REPO}.git/HEAD").status_code == 200

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
+import tempfile
+from pathlib import Path
 import json
 import re
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -14,7 +18,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from .state import Pull, Repo, State, iso
 
@@ -50,6 +54,7 @@ class Emulator:
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
         self.port = 0
+        self._git_root = Path(tempfile.mkdtemp(prefix="emulator-git-"))
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Emulator":
@@ -72,6 +77,7 @@ class Emulator:
         if self.server:
             self.server.should_exit = True
             self.thread.join(timeout=5)
+        shutil.rmtree(self._git_root, ignore_errors=True)
 
     def __enter__(self) -> "Emulator":
         return self.start()
@@ -120,6 +126,40 @@ class Emulator:
                  "updated_at": iso(), "_number": number, "_author": author}
             repo.comments[c["id"]] = c
         return c
+
+    # -- git -------------------------------------------------------------------------------
+    def serve_git(self, full_name: str, workdir: Path) -> str:
+        """Serve a real repository at ``{url}/{owner}/{name}.git`` over git's "dumb" HTTP protocol
+        (static files: what `git clone` needs, no git server), as GitHub serves clone URLs. Call
+        again after new commits. Returns the clone URL."""
+        bare = self._git_root / f"{full_name}.git"
+        if not bare.exists():
+            bare.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["git", "clone", "-q", "--bare", str(workdir), str(bare)], check=True)
+        else:
+            subprocess.run(["git", "-C", str(bare), "fetch", "-q", str(workdir), "+refs/heads/*:refs/heads/*"],
+                           check=True)
+        subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
+        self.state.git[full_name] = bare
+        return f"{self.url}/{full_name}.git"
+
+    def add_commit_from_git(self, full_name: str, workdir: Path, sha: str) -> dict[str, bytes]:
+        """Make the API's contents and commits answer for ``sha`` with that commit's real files."""
+        names = subprocess.run(["git", "-C", str(workdir), "ls-tree", "-r", "--name-only", "-z", sha],
+                               check=True, capture_output=True).stdout.decode().split("\0")
+        files = {n: subprocess.run(["git", "-C", str(workdir), "show", f"{sha}:{n}"], check=True,
+                                   capture_output=True).stdout for n in names if n}
+        self.add_commit(full_name, sha, files)
+        return files
+
+    def add_pull_from_git(self, full_name: str, number: int, workdir: Path, base_sha: str, head_sha: str,
+                          **kw) -> Pull:
+        """A pull request between two real commits of ``workdir``."""
+        base = self.add_commit_from_git(full_name, workdir, base_sha)
+        head = self.add_commit_from_git(full_name, workdir, head_sha)
+        if kw.get("merge_sha"):
+            self.add_commit_from_git(full_name, workdir, kw["merge_sha"])
+        return self.add_pull(full_name, number, base_sha, head_sha, base, head, **kw)
 
     def inject(self, fault: Fault) -> None:
         with self.state.lock:
@@ -520,5 +560,16 @@ class Emulator:
             now = int(time.time()) + 3600
             core = {"limit": 5000, "remaining": 4999, "reset": now, "used": 1}
             return {"resources": {"core": core}, "rate": core}
+
+        # Last, so that every API route above wins: git's dumb HTTP protocol is plain files.
+        @app.get("/{owner}/{repo_git}/{path:path}")
+        def git_files(owner: str, repo_git: str, path: str):
+            bare = st.git.get(f"{owner}/{repo_git.removesuffix('.git')}") if repo_git.endswith(".git") else None
+            if bare is None:
+                return not_found()
+            target = (bare / path).resolve()
+            if not target.is_relative_to(bare.resolve()) or not target.is_file():
+                return Response(status_code=404)
+            return FileResponse(target, media_type="application/octet-stream")
 
         return app

@@ -59,6 +59,7 @@ class State:
         self.hook_deliveries: list[dict] = []  # GET /app/hook/deliveries
         self.redelivery_requests: list[int] = []
         self.calls: list[tuple[str, str, int]] = []
+        self.git: dict = {}  # full name -> bare repository served over HTTP
 
     def next_id(self) -> int:
         return next(self.ids)
