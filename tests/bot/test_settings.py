@@ -51,3 +51,13 @@ def test_bot_serve_exits_2_on_bad_settings():
     p = subprocess.run([sys.executable, "-m", "pipeline.cli", "bot", "serve"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "SPROUT_WEBHOOK_SECRET" in p.stderr
+
+
+def test_clone_url_follows_the_api_url():
+    base = {"SPROUT_WEBHOOK_SECRET": "s", "SPROUT_GITHUB_TOKEN": "t"}
+    assert Settings.from_env(base).clone_url("o/r") == "https://github.com/o/r.git"
+    ghe = Settings.from_env({**base, "SPROUT_GITHUB_API_URL": "https://ghe.example.com/api/v3"})
+    assert ghe.clone_url("o/r") == "https://ghe.example.com/o/r.git"
+    own = Settings.from_env({**base, "SPROUT_GIT_URL": "ssh://git@mirror/{repo}.git", "SPROUT_RUNS_ROOT": "/shared/runs"})
+    assert own.clone_url("o/r") == "ssh://git@mirror/o/r.git" and own.runs_root == "/shared/runs"
+    assert "{git_url}" in own.retrain_entrypoint and "--base {base_sha}" in own.preview_entrypoint
