@@ -280,10 +280,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                        start_from=args.start_from, workers=args.workers, epochs=args.epochs,
                        max_steps=args.max_steps, embeddings=not args.no_embeddings)
     try:
-        out, report = run(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+        out, report = run(config, log=lambda m: print(m, file=sys.stderr, flush=True), until=args.until)
     except RunError as e:
         print(f"sprout run: {e}", file=sys.stderr)
         return 1
+    if report is None:
+        print(f"stopped after {args.until}: {out} (rerun without --until to continue from there)")
+        return 0
     for leaf in report["leaves"]:
         print(f"{leaf['class']:<10} {leaf['path'][:60]:<62} {leaf['base_score']:.3f} -> {leaf['new_score']:.3f}")
     fg = report["forgetting"]
@@ -576,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, help="override the recipe's epochs (smoke runs)")
     r.add_argument("--max-steps", type=int, help="cap each training phase (smoke runs)")
     r.add_argument("--no-embeddings", action="store_true", help="skip the embedding filters")
+    r.add_argument("--until", choices=["diff", "filter", "report"], default="report",
+                   help="stop after this stage (default: run everything)")
     r.add_argument("--print-report", action="store_true",
                    help="also print report.md between markers (the bot reads it from the Ray job log)")
     r.set_defaults(func=cmd_run)

@@ -389,6 +389,6 @@ class Run:
         return {"verdict": verdict}
 
 
-def run(config: RunConfig, log=print) -> tuple[Path, dict]:
+def run(config: RunConfig, log=print, until: str = "report") -> tuple[Path, dict | None]:
     r = Run(config, log)
-    return r.out, r.execute()
+    return r.out, r.execute(until)

@@ -139,3 +139,38 @@ def test_filter_cache_refilters_only_a_changed_leaf():
     rows[1] = rec("What does a spider eat for lunch?", "Spiders eat insects they catch.", 2, leaf=other, kind="skill")
     kept2, rep2, fresh2 = run_filters_cached(rows, {}, cfg)
     assert fresh2 == [other] and rep2["totals"] == rep1["totals"]
+
+
+def test_plain_torch_bert_matches_transformers():
+    """The fast MiniLM path (no transformers import) gives the same embeddings as transformers."""
+    import numpy as np
+
+    from pipeline.filter.bert import supports
+    from pipeline.filter.embed import Embedder, default_model_path
+    texts = ["The water cycle moves water between the sea, the air and the land.", "x",
+             "a long text " * 200, "Ünïcödé — naïve café, 東京", ""]
+    fast, slow = Embedder(), Embedder(fast=False)
+    assert fast.bert is not None and slow.bert is None and supports(default_model_path())
+    a, b = fast.encode(texts), slow.encode(texts)
+    assert a.shape == b.shape == (5, 384)
+    assert np.abs(a - b).max() < 1e-5
+    assert np.abs(np.linalg.norm(a, axis=1) - 1).max() < 1e-5
+
+
+def test_embeddings_are_cached_on_disk_and_damage_is_recomputed(tmp_path):
+    import numpy as np
+
+    from pipeline.filter.embed import Embedder
+    texts = ["What is evaporation?", "Write a haiku about fog.", "What is evaporation?"]
+    first = Embedder().encode(texts)
+    again = Embedder()  # a new process would see the same file
+    calls = []
+    real = again._compute
+    again._compute = lambda t: calls.append(list(t)) or real(t)
+    assert np.array_equal(again.encode(texts), first) and calls == []
+    # a damaged row (wrong length) is recomputed, not trusted
+    import hashlib
+    key = hashlib.sha256(texts[1].encode()).digest()
+    again.cache.db.execute("UPDATE vectors SET vector = ? WHERE text = ?", (b"\0" * 7, key))
+    assert np.allclose(again.encode(texts), first, atol=1e-6) and calls == [[texts[1]]]
+    assert np.allclose(Embedder(cache=False).encode(texts[:1]), first[:1], atol=1e-6)
