@@ -25,8 +25,12 @@ validate: setup
 demo: setup
 	$(VENV)/bin/sprout run taxonomy --out runs/demo
 
-bench: setup
+bench: setup  # every benchmark once (filter: --quick; its full run with the 5k baseline takes ~20 min)
 	$(PY) bench/validate.py
+	$(PY) bench/webhook.py
+	$(PY) bench/filter.py --quick
+	$(PY) bench/train.py
+	$(PY) bench/rerun.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
