@@ -605,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     pv.set_defaults(func=cmd_preview)
 
     pc = sub.add_parser("precheck", help="ask the current student the changed leaves' seed questions",
-                        description="Before a merge: ask the model a merge would start from (the last "
+                        description="Before a merge: ask the current student (the last "
                                     "accepted one in --runs-root, else the base student) the seed questions "
                                     "of the leaves changed between --base and --ref, and write "
                                     "precheck.md/precheck.json with its answers beside the expected ones "

@@ -92,7 +92,7 @@ def preview_markdown(p: dict, refs: str = "") -> str:
 
 # -- precheck --------------------------------------------------------------------------------
 def current_student(r: Run) -> tuple[Path, str]:
-    """The model a merge would start from today: the last accepted one, else the base."""
+    """The current student: the last accepted model (what users talk to today), else the base."""
     accepted = [m for m in r.registry() if m.get("verdict") == "accepted"]
     if r.config.student == "default" and accepted and Path(accepted[-1]["path"]).exists():
         return Path(accepted[-1]["path"]), f"last accepted model `{accepted[-1]['id']}`"
