@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import random
@@ -159,6 +160,12 @@ class HFTeacher:
         self.batch_size = batch_size
         digest = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:12]
         self.identity = f"hf:{path.resolve()}:{digest}"
+        self._spec = (str(path.resolve()), batch_size, device)
+
+    def __reduce__(self):
+        # Shipped to Ray workers as its folder, not its weights: each worker process loads the
+        # model once (cached below) and reuses it for every task it runs.
+        return (_hf_teacher, self._spec)
 
     def generate(self, conversations: list[list[dict]], params: GenParams, n: int = 1) -> list[list[str]]:
         import torch
@@ -179,6 +186,11 @@ class HFTeacher:
 
     def complete(self, prompts, n=1, params=GenParams()):
         return self.generate([list(p.messages) for p in prompts], params, n)
+
+
+@functools.lru_cache(maxsize=2)
+def _hf_teacher(model_dir: str, batch_size: int, device: str | None) -> HFTeacher:
+    return HFTeacher(model_dir, batch_size=batch_size, device=device)
 
 
 def make_teacher(spec: str | None, model: str | None = None, api_key: str | None = None) -> Teacher:

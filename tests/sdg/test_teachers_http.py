@@ -83,6 +83,18 @@ def test_hf_teacher_loads_a_model_directory(model_dir, tmp_path):
         HFTeacher(tmp_path)
 
 
+def test_hf_teacher_ships_as_its_folder_and_loads_once_per_process(model_dir):
+    """Ray pickles the teacher into every task: its weights must not travel, nor reload per task."""
+    import pickle
+    t = HFTeacher(model_dir, batch_size=2)
+    blob = pickle.dumps(t)
+    assert len(blob) < 2000  # the path and settings, not the model
+    a, b = pickle.loads(blob), pickle.loads(blob)
+    assert a is b and a.identity == t.identity  # one load per worker process
+    p = [render("skill_freeform", task_description="x", examples="", n=1, seeds=[])]
+    assert a.complete(p, params=GenParams(max_tokens=4)) == t.complete(p, params=GenParams(max_tokens=4))
+
+
 @pytest.fixture
 def flaky_server():
     state = {"calls": 0}
