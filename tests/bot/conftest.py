@@ -111,6 +111,16 @@ def bot(make_bot, settings) -> Bot:
 
 
 @pytest.fixture(scope="module")
+def pem() -> str:
+    """A GitHub App private key (generated: the emulator checks the JWT it signs)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption()).decode()
+
+
+@pytest.fixture(scope="module")
 def ray_head():
     """A real Ray head on loopback (the bot's own kind), one per test module."""
     pytest.importorskip("ray")

@@ -4,8 +4,6 @@ import time
 from dataclasses import replace
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.github import GitHub
 from bot.recovery import recover
@@ -15,13 +13,6 @@ from tests.github_emulator.state import iso
 from tests.taxonomy.leaves import ATTRIBUTION, SKILL
 
 LEAF = "compositional_skills/math/arithmetic/qna.yaml"
-
-
-@pytest.fixture(scope="module")
-def pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                             serialization.NoEncryption()).decode()
 
 
 @pytest.fixture

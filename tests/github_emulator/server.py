@@ -55,6 +55,7 @@ class Emulator:
         self.thread: threading.Thread | None = None
         self.port = 0
         self._git_root = Path(tempfile.mkdtemp(prefix="emulator-git-"))
+        self.recorded: list | None = None  # set to [] to keep (method, path, status, JSON body)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Emulator":
@@ -213,6 +214,11 @@ class Emulator:
                 return JSONResponse(body, status_code=fault.status, headers=headers)
             response = await call_next(request)
             st.calls.append((request.method, path, response.status_code))
+            if emu.recorded is not None and response.headers.get("content-type", "").startswith("application/json"):
+                body = b"".join([chunk async for chunk in response.body_iterator])
+                emu.recorded.append((request.method, path, response.status_code, body))
+                return Response(content=body, status_code=response.status_code,
+                                headers={k: v for k, v in response.headers.items() if k != "content-length"})
             response.headers.setdefault("X-RateLimit-Limit", "5000")
             response.headers.setdefault("X-RateLimit-Remaining", "4999")
             response.headers.setdefault("X-GitHub-Media-Type", "github.v3; format=json")
