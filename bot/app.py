@@ -164,24 +164,35 @@ def create_app(settings: Settings, *, store: Store | None = None, github: GitHub
 
     @app.get("/", response_class=HTMLResponse)
     def status_page():
-        return HTMLResponse(render_status(store))
+        return HTMLResponse(render_status(store, settings))
 
     return app
 
 
-def render_status(store: Store) -> str:
+def render_status(store: Store, settings=None) -> str:
     def when(t):
         return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else ""
+
+    def web(repo: str) -> str:  # the repository's web address, beside its clone URL
+        return html.escape((settings.clone_url(repo) if settings else f"https://github.com/{repo}.git")
+                           .removesuffix(".git"), quote=True)
+
+    def job_row(j: dict) -> str:
+        base = web(j["repo"])
+        pr = f"<a href='{base}/pull/{j['pr']}'>#{j['pr']}</a>" if j["pr"] else ""
+        sha = html.escape(j["sha"])
+        return (f"<tr class='{html.escape(j['status'])}'><td>{j['id']}</td><td>{html.escape(j['kind'])}</td>"
+                f"<td><a href='{base}'>{html.escape(j['repo'])}</a></td><td>{pr}</td>"
+                f"<td><a href='{base}/commit/{sha}'><code>{sha[:7]}</code></a></td>"
+                f"<td>{html.escape(j['status'])}</td><td>{html.escape(j.get('stage') or '')}</td>"
+                f"<td>{html.escape(j.get('verdict') or '')}</td><td>{html.escape(j['ray_job_id'] or '')}</td>"
+                f"<td>{when(j['updated_at'])}</td></tr>")
     rows = "".join(
         f"<tr class='{html.escape(d['status'])}'><td><code>{html.escape(d['id'])}</code></td>"
         f"<td>{html.escape(d['event'])}</td><td>{html.escape(d['action'] or '')}</td>"
         f"<td>{html.escape(d['status'])}</td><td>{d['attempts']}</td><td>{when(d['received_at'])}</td>"
         f"<td>{html.escape(d['last_error'] or '')}</td></tr>" for d in store.recent(50))
-    jobs = "".join(
-        f"<tr><td>{j['id']}</td><td>{html.escape(j['repo'])}</td><td>#{j['pr']}</td>"
-        f"<td><code>{html.escape(j['sha'][:7])}</code></td><td>{html.escape(j['status'])}</td>"
-        f"<td>{html.escape(j['ray_job_id'] or '')}</td><td>{when(j['updated_at'])}</td></tr>"
-        for j in store.jobs(limit=50))
+    jobs = "".join(job_row(j) for j in store.jobs(limit=50))
     counts = store.counts()
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no deliveries yet"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Sprout bot</title>
@@ -191,5 +202,6 @@ tr.failed td{{background:#fee}}tr.done td:nth-child(4){{color:#070}}</style></he
 <h1>Sprout bot</h1><p id="summary">Deliveries — {html.escape(summary)}</p>
 <h2>Recent deliveries</h2><table id="deliveries"><tr><th>delivery</th><th>event</th><th>action</th>
 <th>status</th><th>attempts</th><th>received (UTC)</th><th>last error</th></tr>{rows}</table>
-<h2>Retraining jobs</h2><table id="jobs"><tr><th>job</th><th>repository</th><th>PR</th><th>commit</th>
-<th>status</th><th>Ray job</th><th>updated (UTC)</th></tr>{jobs}</table></body></html>"""
+<h2>Jobs: retrains, previews, prechecks</h2><table id="jobs"><tr><th>job</th><th>kind</th><th>repository</th>
+<th>PR</th><th>commit</th><th>status</th><th>stage</th><th>verdict</th><th>Ray job</th><th>updated (UTC)</th></tr>
+{jobs}</table></body></html>"""

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from .github import GitHub, GitHubError
@@ -52,20 +54,30 @@ def extract_report(logs: str) -> str | None:
 
 def failed_stage(logs: str) -> str | None:
     """The stage `sprout run` was in when it stopped ("[train] ..." lines)."""
-    import re
     stages = re.findall(r"^\[(\w+)\] \.\.\.$", logs, re.M)
     return stages[-1] if stages else None
 
 
+def verdict_of(report: str | None) -> str | None:
+    """'accepted' / 'rejected' from a retrain report's first line."""
+    m = re.search(r"Sprout retrain: (\w+)", report or "")
+    return m.group(1) if m else None
+
+
 class LocalRayHead:
-    """A Ray head owned by the bot, on loopback, with the Jobs API on its dashboard port."""
+    """A Ray head owned by the bot, on loopback, with the Jobs API on its dashboard port.
+
+    Started as `ray start --head --block` in its own process group, so that stopping it stops
+    exactly this head (`ray stop` would kill every Ray process on the machine)."""
 
     def __init__(self, num_cpus: int | None = None):
         self.num_cpus = num_cpus
         self.address: str | None = None
         self.temp_dir: str | None = None
+        self.proc: subprocess.Popen | None = None
 
-    def start(self) -> str:
+    def start(self, timeout: float = 180) -> str:
+        import httpx
         ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
         if not ray:
             raise RuntimeError("Ray is not installed: pip install 'ray[default]'")
@@ -76,20 +88,57 @@ class LocalRayHead:
         env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
                # jobs run `sprout ...` and `python ...` from the bot's own environment
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        cmd = [ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+        env.pop("RAY_ADDRESS", None)
+        cmd = [ray, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
                "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
                f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]
         if self.num_cpus:
             cmd.append(f"--num-cpus={self.num_cpus}")
-        subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=180)
-        self.address = f"http://127.0.0.1:{dash}"
-        return self.address
+        log = open(Path(self.temp_dir) / "ray-start.log", "wb")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        address = f"http://127.0.0.1:{dash}"
+        deadline = time.time() + timeout
+        while True:  # ready when the Jobs API answers
+            if self.proc.poll() is not None:
+                tail = (Path(self.temp_dir) / "ray-start.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the local Ray head exited ({self.proc.returncode}):\n{tail}")
+            try:
+                if httpx.get(f"{address}/api/version", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                self.stop()
+                raise RuntimeError(f"the local Ray head did not answer on {address} within {timeout:.0f}s")
+            time.sleep(0.5)
+        self.address = address
+        return address
 
     def stop(self) -> None:
-        ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
-        if ray and self.address:
-            subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
-            self.address = None
+        import signal
+        if self.proc and self.proc.poll() is None:
+            for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self.proc:
+            # Ray's own daemons (raylet, GCS) may outlive the leader: end the group for good
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.2)
+        self.proc, self.address = None, None
+        if self.temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 class Dispatcher:
@@ -99,6 +148,8 @@ class Dispatcher:
         self.address = address
         self.head = head
         self.poll = poll
+        self.stage_every = max(poll, 10.0)
+        self._stage_read: dict[int, float] = {}
         self._client = None
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -199,6 +250,15 @@ class Dispatcher:
             log.warning("polling %s: %s", job["ray_job_id"], e)
             return
         if status not in TERMINAL:
+            # the stage shown on the status page and in /sprout status, read from the log now and then
+            if time.time() - self._stage_read.get(job["id"], 0) >= self.stage_every:
+                self._stage_read[job["id"]] = time.time()
+                try:
+                    stage = failed_stage(self.client().get_job_logs(job["ray_job_id"]))
+                except Exception:
+                    stage = None
+                if stage and stage != job.get("stage"):
+                    self.store.update_job(job["id"], stage=stage)
             return
         state, conclusion = TERMINAL[status]
         k = KINDS[job["kind"]]
@@ -218,7 +278,8 @@ class Dispatcher:
                    + (report + "\n\n" if report else "")
                    + f"<details><summary>Log tail</summary>\n\n```\n{tail}\n```\n</details>")
         if self._report(job, conclusion, title, summary):
-            self.store.update_job(job["id"], status=state, detail=tail[-2000:])
+            self.store.update_job(job["id"], status=state, detail=tail[-2000:], stage=stage or job.get("stage"),
+                                  verdict=verdict_of(report))
 
     def _report(self, job: dict, conclusion: str, title: str, summary: str) -> bool:
         """Complete the check run and upsert the PR comment; False to try again later."""

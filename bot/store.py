@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     sha TEXT NOT NULL,
     base_sha TEXT,
     kind TEXT NOT NULL,
+    stage TEXT,
+    verdict TEXT,
     status TEXT NOT NULL,
     ray_job_id TEXT,
     check_run_id INTEGER,
@@ -82,8 +84,9 @@ class Store:
         self.db.executescript(SCHEMA)
         # stores written before a column existed gain it (SQLite adds columns in place)
         have = {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}
-        if "base_sha" not in have:
-            self.db.execute("ALTER TABLE jobs ADD COLUMN base_sha TEXT")
+        for column in ("base_sha", "stage", "verdict"):
+            if column not in have:
+                self.db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         with self.lock:

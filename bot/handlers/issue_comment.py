@@ -82,6 +82,6 @@ def _status(ctx, repo: str) -> str:
     if not jobs:
         return "No retraining jobs for this repository yet."
     rows = "\n".join(f"| {j['id']} | {j['kind']} | `{j['sha'][:7]}` | #{j['pr']} | {j['status']} | "
-                     f"{j['ray_job_id'] or ''} |" for j in jobs)
-    return ("Jobs (newest first):\n\n| job | kind | commit | PR | status | Ray job |\n"
-            f"|---|---|---|---|---|---|\n{rows}")
+                     f"{j.get('stage') or ''} | {j.get('verdict') or ''} | {j['ray_job_id'] or ''} |" for j in jobs)
+    return ("Jobs (newest first):\n\n| job | kind | commit | PR | status | stage | verdict | Ray job |\n"
+            f"|---|---|---|---|---|---|---|---|\n{rows}")

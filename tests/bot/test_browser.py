@@ -49,7 +49,12 @@ def test_report_html_in_chromium(tmp_path):
 
 def test_status_page_in_chromium(bot, emulator):
     bot.deliver("star", {"action": "created", "repository": {"full_name": "x/y"}}, delivery="visible-delivery")
-    bot.store.add_job("octo-org/taxonomy", 7, "a" * 40, "retrain", 42)
+    job = bot.store.add_job("octo-org/taxonomy", 7, "a" * 40, "retrain", 42)
+    bot.store.update_job(job, status="succeeded", stage="report", verdict="accepted")
+    bot.store.add_job("octo-org/taxonomy", 8, "c" * 40, "preview", 42)
     bot.wait_idle()
     dom = chromium(f"http://127.0.0.1:{bot.port}/", "status-page.png")
     assert "visible-delivery" in dom and "ignored" in dom and "aaaaaaa" in dom and "#7" in dom
+    assert "<td>report</td><td>accepted</td>" in dom and "<td>preview</td>" in dom
+    assert f'href="{emulator.url}/octo-org/taxonomy/pull/7"' in dom  # links to the PR and commit
+    assert f'href="{emulator.url}/octo-org/taxonomy/commit/{"a" * 40}"' in dom

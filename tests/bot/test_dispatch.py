@@ -102,3 +102,17 @@ def test_sprout_submit_reports_a_failing_run(ray_head, tmp_path, sample_taxonomy
     assert p.returncode == 1, p.stderr[-2000:]
     assert "at stage validate" in p.stdout and "invalid leaves" in p.stdout
     assert "at stage validate" in summary.read_text()
+
+
+def test_stopping_a_local_head_leaves_other_ray_clusters_alone(ray_head):
+    """`ray stop` would kill every Ray process on the machine; the bot stops only its own head."""
+    import httpx
+
+    from bot.dispatch import LocalRayHead
+    other = LocalRayHead(num_cpus=1)
+    address = other.start()
+    assert httpx.get(f"{address}/api/version").status_code == 200
+    other.stop()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{address}/api/version", timeout=2)
+    assert httpx.get(f"{ray_head.address}/api/version").status_code == 200  # still up

@@ -149,6 +149,7 @@ def test_pull_request_to_model_through_the_bot(e2e_bot, emulator, repo):
     body = report["body"]
     accepted = "Sprout retrain: accepted" in body
     assert job["status"] == ("succeeded" if accepted else "failed"), job
+    assert job["verdict"] == ("accepted" if accepted else "rejected") and job["stage"] == "report"
     run = check(emulator, "sprout/retrain", merge_sha)
     assert run["status"] == "completed" and run["conclusion"] == ("success" if accepted else "failure")
     assert "Sprout retrain:" in run["output"]["summary"]
@@ -174,7 +175,7 @@ def test_failing_and_cancelled_retrains(e2e_bot, emulator, repo):
     emulator.add_pull_from_git(REPO, 2, repo, base, head, state="closed", merged=True, merge_sha=merge_sha)
     bot.deliver("pull_request", pr_payload("closed", 2, head, base_sha=base, merged=True, merge_sha=merge_sha))
     job = wait_jobs(bot, "retrain", {"succeeded", "failed", "cancelled"}, timeout=180)
-    assert job["status"] == "failed"
+    assert (job["status"], job["stage"], job["verdict"]) == ("failed", "validate", None)
     assert check(emulator, "sprout/retrain", merge_sha)["conclusion"] == "failure"
     [c] = bot_comments(emulator, 2, "Retraining failed")
     assert "at stage `validate`" in c["body"] and "created_by" in c["body"]
