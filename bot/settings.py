@@ -42,7 +42,8 @@ class Settings:
     retrain_entrypoint: str = "sprout run {git_url} --ref {sha} --runs-root {runs_root} --print-report"
     """Ray job entrypoint for retraining (SPROUT_RETRAIN_ENTRYPOINT); {sha}, {base_sha}, {git_url},
     {repo}, {pr} and {runs_root} are filled in."""
-    preview_entrypoint: str = "sprout preview {git_url} --ref {sha} --base {base_sha} --print-report"
+    preview_entrypoint: str = ("sprout preview {git_url} --ref {sha} --base {base_sha} "
+                               "--runs-root {runs_root} --print-report")
     """Ray job entrypoint for `/sprout generate` (SPROUT_PREVIEW_ENTRYPOINT)."""
     precheck_entrypoint: str = ("sprout precheck {git_url} --ref {sha} --base {base_sha} "
                                 "--runs-root {runs_root} --print-report")

@@ -567,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "unfinished stage. Exit 0 when the verdict is 'accepted'.")
     r.add_argument("taxonomy", nargs="?", default="taxonomy", help="taxonomy folder or git URL (default: taxonomy)")
     r.add_argument("--ref", help="git commit to check out")
-    r.add_argument("--out", help="run folder (default: runs/run-<time>)")
+    r.add_argument("--out", help="run folder (default: RUNS_ROOT/run-<time>-<id>)")
     r.add_argument("--runs-root", default="runs", help="model registry and default student (default: runs)")
     r.add_argument("--teacher", default="offline")
     r.add_argument("--model", help="model name on an OpenAI-compatible teacher server")
@@ -595,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--ref", help="git commit to check out (the pull request's head)")
     pv.add_argument("--base", help="git commit to diff against (the pull request's base); default: the "
                                    "last trained commit, or every leaf")
-    pv.add_argument("--out", help="run folder (default: runs/run-<time>)")
+    pv.add_argument("--out", help="run folder (default: RUNS_ROOT/preview-<time>-<id>)")
     pv.add_argument("--runs-root", default="runs", help="model registry (default: runs)")
     pv.add_argument("--teacher", default="offline")
     pv.add_argument("--model", help="model name on an OpenAI-compatible teacher server")
@@ -614,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("taxonomy", nargs="?", default="taxonomy", help="taxonomy folder or git URL (default: taxonomy)")
     pc.add_argument("--ref", help="git commit to check out (the pull request's head)")
     pc.add_argument("--base", help="git commit to diff against (the pull request's base)")
-    pc.add_argument("--out", help="run folder (default: runs/run-<time>)")
+    pc.add_argument("--out", help="run folder (default: RUNS_ROOT/precheck-<time>-<id>)")
     pc.add_argument("--runs-root", default="runs", help="model registry and default student (default: runs)")
     pc.add_argument("--student", default="default",
                     help="model directory to ask; default: the last accepted model, else the base student")

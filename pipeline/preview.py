@@ -30,7 +30,7 @@ def _refs(r: Run) -> str:
 
 # -- preview ---------------------------------------------------------------------------------
 def preview(config: RunConfig, samples: int = 3, log=print) -> tuple[Path, dict]:
-    r = Run(replace(config, changed_only=True), log)
+    r = Run(replace(config, changed_only=True), log, kind="preview")
     r.execute(until="filter")
     from .sdg.generate import read_jsonl
     data = r.out / "data"
@@ -106,7 +106,7 @@ def precheck(config: RunConfig, log=print) -> tuple[Path, dict]:
     from .mix import SYSTEM
     from .sdg.generate import leaf_info
     from .taxonomy.reader import iter_leaves
-    r = Run(config, log)
+    r = Run(config, log, kind="precheck")
     r.execute(until="diff")
     changed = set(r.state["changed"])
     leaves = [leaf_info(x) for x in iter_leaves(Path(r.state["taxonomy_path"])) if x.path in changed]

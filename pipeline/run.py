@@ -63,11 +63,13 @@ def _hash(obj) -> str:
 
 
 class Run:
-    def __init__(self, config: RunConfig, log=print):
+    def __init__(self, config: RunConfig, log=print, kind: str = "run"):
         self.config = config
         self.log = log
         self.root = Path(config.runs_root)
-        self.out = Path(config.out) if config.out else self.root / time.strftime("run-%Y%m%d-%H%M%S")
+        # unique: a preview and a precheck of the same PR may start in the same second
+        self.out = Path(config.out) if config.out else \
+            self.root / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
         self.out.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.out / "manifest.json"
         self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {
