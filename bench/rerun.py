@@ -4,6 +4,8 @@ the stage times come from the runs' manifests, which also show which leaves were
 
     python bench/rerun.py            # generate + filter (sprout run --until filter)
     python bench/rerun.py --full     # whole runs, training included (~3 min per run on 2 cores)
+    python bench/rerun.py --full --start-from last   # reruns continue from the accepted model
+                                                     # and train only the changed leaf + replay
 
 Changes measured: a skill leaf (haiku: one seed reworded) and a knowledge leaf (water cycle: one
 seed question reworded), each against the first run of the unchanged sample taxonomy.
@@ -32,8 +34,9 @@ CHANGES = {
 }
 
 
-def sprout_run(tax: Path, out: Path, runs: Path, env: dict, full: bool) -> dict:
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(tax), "--out", str(out), "--runs-root", str(runs)]
+def sprout_run(tax: Path, out: Path, runs: Path, env: dict, full: bool, start_from: str) -> dict:
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(tax), "--out", str(out), "--runs-root", str(runs),
+           "--start-from", start_from]
     if not full:
         cmd += ["--until", "filter"]
     t = time.perf_counter()
@@ -45,26 +48,33 @@ def sprout_run(tax: Path, out: Path, runs: Path, env: dict, full: bool) -> dict:
     return {"wall_s": round(wall, 2), "generate_s": stages["generate"]["seconds"],
             "filter_s": stages["filter"]["seconds"],
             "stages_s": round(sum(s.get("seconds", 0) for s in stages.values()), 2),
-            "generated": stages["generate"]["generated_leaves"], "filtered": stages["filter"]["filtered_leaves"]}
+            "generated": stages["generate"]["generated_leaves"], "filtered": stages["filter"]["filtered_leaves"],
+            "trained": stages.get("mix", {}).get("leaves_trained"),
+            "verdict": json.loads((out / "report.json").read_text())["verdict"] if (out / "report.json").exists() else None}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="whole runs (training and evaluation included)")
+    ap.add_argument("--start-from", choices=["base", "last"], default="base",
+                    help="what reruns train from (sprout run --start-from); 'last' trains only the changed leaf")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sprout-bench-rerun-"))
     try:
         env = {**os.environ, "SPROUT_CACHE": str(work / "cache"), "TQDM_DISABLE": "1"}
         tax = work / "taxonomy"
         shutil.copytree(ROOT / "taxonomy", tax)
+        git = ["git", "-C", str(tax), "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+        for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "sample taxonomy"]):
+            subprocess.run(git + step, check=True)  # a repository: reruns diff against the trained commit
         runs = work / "runs"
-        rows = {"first run (all leaves)": sprout_run(tax, work / "first", runs, env, args.full)}
+        rows = {"first run (all leaves)": sprout_run(tax, work / "first", runs, env, args.full, args.start_from)}
         for name, (leaf, old, new) in CHANGES.items():
             path = tax / leaf
             original = path.read_text()
             assert old in original, f"{leaf} no longer contains {old!r}"
             path.write_text(original.replace(old, new, 1))
-            rows[name] = sprout_run(tax, work / name.split()[0], runs, env, args.full)
+            rows[name] = sprout_run(tax, work / name.split()[0], runs, env, args.full, args.start_from)
             path.write_text(original)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -85,7 +95,7 @@ def main() -> int:
     print("ratio: first run's generate + filter seconds / this run's (stages s: all stages run, "
           + ("training included" if args.full else "up to filter") + "); "
           "process s includes interpreter start and imports")
-    print(json.dumps({"bench": "rerun", "full": args.full, "rows": out}))
+    print(json.dumps({"bench": "rerun", "full": args.full, "start_from": args.start_from, "rows": out}))
     return 0
 
 

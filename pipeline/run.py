@@ -16,6 +16,8 @@ from pathlib import Path
 
 from . import __version__
 
+INCREMENTAL_REPLAY = 0.5
+"""Replay share of each phase when continuing from the last accepted model (--start-from last)."""
 STAGES = ("checkout", "validate", "diff", "generate", "filter", "mix", "train", "evaluate", "report")
 
 
@@ -277,28 +279,40 @@ class Run:
         from .sdg.generate import read_jsonl, read_leaf_infos
         data = self.out / "data"
         leaves = read_leaf_infos(data)
+        records = read_jsonl(data / "filtered.jsonl")
         # A small general replay buffer ships with Sprout (distinct from the forgetting probe), so
-        # that training on a few leaves does not wash out general answering; the previous run's
-        # data joins it when continuing from the last model.
+        # that training on a few leaves does not wash out general answering.
         general = Path(__file__).parent / "data" / "general_replay.jsonl"
-        recipe = replace(Recipe(), replay_sources=(str(general), *self._previous_training_data()))
-        summary = mix(read_jsonl(data / "filtered.jsonl"), leaves, data, recipe)
+        previous = self._previous_training_data()
+        recipe = replace(Recipe(), replay_sources=(str(general), *previous))
+        incremental = bool(previous)
+        if incremental:
+            # Continuing from the last accepted model: it has learnt the unchanged leaves already,
+            # so train on the changed ones, with its own training data as replay at a higher share.
+            changed = set(self.state["changed"])
+            records = [r for r in records if r["leaf"] in changed]
+            recipe = replace(recipe, replay_ratio=INCREMENTAL_REPLAY)
+        summary = mix(records, leaves, data, recipe)
         return {"phase1": summary["phase1"]["samples"], "phase2": summary["phase2"]["samples"],
-                "replay_sources": list(recipe.replay_sources)}
+                "replay_sources": list(recipe.replay_sources), "incremental": incremental,
+                "leaves_trained": sorted({r["leaf"] for r in records})}
 
     def _previous_training_data(self) -> list[str]:
+        """The last accepted run's phase datasets, when this run continues from its model."""
         accepted = [m for m in self.registry() if m.get("verdict") == "accepted"]
-        if not accepted or self.config.start_from != "last":
+        if not accepted or self.config.start_from != "last" or not Path(accepted[-1]["path"]).exists():
             return []
         run = Path(accepted[-1]["run"])
-        return [str(p) for p in (run / "data" / "phase2.jsonl",) if p.exists()]
+        return [str(p) for p in (run / "data" / "phase1.jsonl", run / "data" / "phase2.jsonl") if p.exists()]
 
     def _base_student(self) -> tuple[Path, str]:
         c = self.config
         if c.start_from == "last":
             accepted = [m for m in self.registry() if m.get("verdict") == "accepted"]
-            if accepted:
+            if accepted and Path(accepted[-1]["path"]).exists():
                 return Path(accepted[-1]["path"]), "last"
+            if accepted:
+                self.log(f"[train] the last accepted model {accepted[-1]['path']} is gone: starting from the base")
         if c.student != "default":
             return Path(c.student), "base"
         from .train.student import build_student, taxonomy_texts
@@ -318,8 +332,16 @@ class Run:
         cfg = AutoConfig.from_pretrained(base)
         params = estimate_parameters(cfg)
         data = self.out / "data"
+        # A phase with no data is skipped (say, only a skill leaf changed and the run continues
+        # from the last model: there is no knowledge to learn).
+        present = [p for p in (LAB_PHASE1, LAB_PHASE2) if (data / p.data).exists()
+                   and any(line.strip() for line in (data / p.data).open(encoding="utf-8"))]
+        if not present:
+            raise RunError("train: both phase datasets are empty; nothing to train on")
+        for p in {LAB_PHASE1, LAB_PHASE2} - set(present):
+            self.log(f"[train] {p.name}: no data, phase skipped")
         phases = tuple(scaled(p, len(read_messages(data / p.data)), params, epochs=self.config.epochs)
-                       for p in (LAB_PHASE1, LAB_PHASE2))
+                       for p in present)
         tc = TrainConfig(student=str(base), out=str(self.out / "model"), phases=phases, data_dir=str(data),
                          max_len=1024, tokens_per_micro_batch=1024, max_steps=self.config.max_steps,
                          seed=self.config.seed, checkpoint_every=25)

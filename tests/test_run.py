@@ -74,3 +74,33 @@ def test_report_rendering():
     assert "line [2.9, 2.8, 2.7, 2.6, 2.5]" in md and "FAILED" in md
     page = rpt.html_page(report)
     assert "<polyline" in page and "rejected" in page
+
+
+@pytest.mark.slow
+def test_start_from_last_trains_only_the_changed_leaf_with_replay(sample_taxonomy, tmp_path):
+    from tests.conftest import run_git
+    run_git(sample_taxonomy, "init", "-q", "-b", "main")
+    run_git(sample_taxonomy, "add", "-A")
+    run_git(sample_taxonomy, "commit", "-qm", "base")
+    first_cfg = small(tmp_path, sample_taxonomy, start_from="last")
+    out1, first = run(first_cfg, log=lambda m: None)
+    registry = tmp_path / "runs/models.json"
+    models = json.loads(registry.read_text())
+    models[0]["verdict"] = "accepted"  # whatever the smoke run scored: continue from it
+    registry.write_text(json.dumps(models))
+    assert json.loads((out1 / "manifest.json").read_text())["stages"]["mix"]["incremental"] is False
+
+    haiku = "compositional_skills/writing/freeform/haiku/qna.yaml"
+    leaf = sample_taxonomy / haiku
+    leaf.write_text(leaf.read_text().replace("an autumn river.", "an autumn stream."))
+    from dataclasses import replace
+    out2, second = run(replace(first_cfg, out=str(tmp_path / "run2")), log=lambda m: None)
+    stages = json.loads((out2 / "manifest.json").read_text())["stages"]
+    assert stages["mix"]["incremental"] is True and stages["mix"]["leaves_trained"] == [haiku]
+    assert str(out1 / "data" / "phase2.jsonl") in stages["mix"]["replay_sources"]
+    assert stages["train"]["started_from"] == "last" and stages["train"]["base"] == models[0]["path"]
+    assert [x["path"] for x in second["leaves"]] == [haiku]  # evaluated against the model it started from
+    recipe = json.loads((out2 / "data" / "recipe.json").read_text())
+    p2 = recipe["phase2"]
+    assert p2["replay"] >= p2["skills"] > 0  # half of the phase is replay
+    assert json.loads(registry.read_text())[-1]["parent"] == models[0]["path"]
