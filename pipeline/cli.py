@@ -574,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--student", default="default", help="base model directory, or 'default'")
     r.add_argument("--start-from", choices=["base", "last"], default="base",
                    help="retrain the original base on all data (default), or continue from the last "
-                        "accepted model with the previous run's data as replay")
+                        "accepted model on the changed leaves only, with its training data as replay")
     r.add_argument("--workers", type=int, default=1, help="Ray Train workers")
     r.add_argument("--epochs", type=int, help="override the recipe's epochs (smoke runs)")
     r.add_argument("--max-steps", type=int, help="cap each training phase (smoke runs)")
