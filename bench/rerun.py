@@ -82,14 +82,15 @@ def main() -> int:
     first = rows["first run (all leaves)"]
     base = first["generate_s"] + first["filter_s"]
     print(f"{'run':<30} {'generated':>9} {'filtered':>8} {'generate s':>10} {'filter s':>8} "
-          f"{'gen+filter s':>12} {'ratio':>6} {'stages s':>8} {'ratio':>6} {'process s':>9}")
+          f"{'gen+filter s':>12} {'ratio':>6} {'stages s':>8} {'ratio':>6} {'process s':>9} {'trained':>7} verdict")
     out = []
     for name, r in rows.items():
         gf = r["generate_s"] + r["filter_s"]
         ratio, whole = base / max(gf, 1e-3), first["stages_s"] / max(r["stages_s"], 1e-3)
         print(f"{name:<30} {len(r['generated']):>9} {len(r['filtered']):>8} {r['generate_s']:>10.2f} "
               f"{r['filter_s']:>8.2f} {gf:>12.2f} {ratio:>5.1f}x {r['stages_s']:>8.1f} {whole:>5.1f}x "
-              f"{r['wall_s']:>9.1f}")
+              f"{r['wall_s']:>9.1f} {len(r['trained']) if r['trained'] is not None else '-':>7} "
+              f"{r['verdict'] or '-'}")
         out.append({"run": name, **r, "gen_filter_s": round(gf, 2), "ratio": round(ratio, 1),
                     "whole_ratio": round(whole, 2)})
     print("ratio: first run's generate + filter seconds / this run's (stages s: all stages run, "
