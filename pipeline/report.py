@@ -4,7 +4,8 @@ report.json (schema version 1):
   run_id, verdict ("accepted" | "rejected"), reasons[], taxonomy {path, ref, base_ref},
   started_from {kind: "base" | "last", model}, new_model,
   leaves[]: {path, class, samples_generated, samples_kept, base_score, new_score, delta, questions,
-             examples[]}, scores are the mean of token F1 and ROUGE-L in [0, 1];
+             examples[], and judge_base, judge_new with a model teacher}, scores are the mean of
+             token F1 and ROUGE-L in [0, 1]; judge scores are the judge's 1-5 grade scaled to [0, 1];
   forgetting {base, new, threshold, passed}: mean token loss on the replay probe;
   funnel {in, out, filters {name: dropped}}; training {phase: [{step, loss}]}; timings {stage: s}
 """
@@ -32,11 +33,14 @@ def markdown(report: dict) -> str:
     lines = [f"## {'✅' if ok else '❌'} Sprout retrain: {report['verdict']}"]
     if report.get("reasons"):
         lines.append("\n" + "\n".join(f"- {r}" for r in report["reasons"]))
-    lines += ["", "| leaf | class | samples generated → kept | base | new | Δ |", "|---|---|---:|---:|---:|---:|"]
+    judged = any("judge_new" in leaf for leaf in report["leaves"])
+    lines += ["", "| leaf | class | samples generated → kept | base | new | Δ |" + (" judge base → new |" if judged else ""),
+              "|---|---|---:|---:|---:|---:|" + ("---:|" if judged else "")]
     for leaf in report["leaves"]:
+        j = (f" {leaf['judge_base']:.2f} → {leaf['judge_new']:.2f} |" if "judge_new" in leaf else " – |") if judged else ""
         lines.append(f"| `{leaf['path']}` | {ICON.get(leaf['class'], '')} {leaf['class']} | "
                      f"{leaf['samples_generated']} → {leaf['samples_kept']} | {leaf['base_score']:.3f} | "
-                     f"{leaf['new_score']:.3f} | {leaf['delta']:+.3f} |")
+                     f"{leaf['new_score']:.3f} | {leaf['delta']:+.3f} |{j}")
     f = report["funnel"]
     lines += ["", f"**Data funnel:** {f['in']} generated → {f['out']} kept — " +
               ", ".join(f"{k} −{v}" for k, v in f["filters"].items() if v)]
@@ -71,10 +75,18 @@ def _svg(xs: list[float], ys: list[float], width: int = 640, height: int = 220) 
 
 def html_page(report: dict) -> str:
     e = html.escape
+    judged = any("judge_new" in leaf for leaf in report["leaves"])
+
+    def judge_cell(leaf: dict) -> str:
+        if not judged:
+            return ""
+        return (f"<td>{leaf['judge_base']:.2f} → {leaf['judge_new']:.2f}</td>" if "judge_new" in leaf
+                else "<td>–</td>")
     rows = "".join(
         f"<tr class='{e(leaf['class'].replace(' ', '-').lower())}'><td><code>{e(leaf['path'])}</code></td>"
         f"<td>{e(leaf['class'])}</td><td>{leaf['samples_generated']} → {leaf['samples_kept']}</td>"
-        f"<td>{leaf['base_score']:.3f}</td><td class='new-score'>{leaf['new_score']:.3f}</td><td>{leaf['delta']:+.3f}</td></tr>"
+        f"<td>{leaf['base_score']:.3f}</td><td class='new-score'>{leaf['new_score']:.3f}</td><td>{leaf['delta']:+.3f}</td>"
+        f"{judge_cell(leaf)}</tr>"
         for leaf in report["leaves"])
     examples = "".join(
         f"<details><summary><code>{e(leaf['path'])}</code></summary>" + "".join(
@@ -90,7 +102,7 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left}}tr.regr
 tr.improved td{{background:#efe}}</style></head><body>
 <h1 id="verdict">Sprout retrain: {e(report['verdict'])}</h1>
 <ul>{''.join(f'<li>{e(r)}</li>' for r in report.get('reasons', []))}</ul>
-<h2>Leaves</h2><table id="leaves"><tr><th>leaf</th><th>class</th><th>samples</th><th>base</th><th>new</th><th>Δ</th></tr>{rows}</table>
+<h2>Leaves</h2><table id="leaves"><tr><th>leaf</th><th>class</th><th>samples</th><th>base</th><th>new</th><th>Δ</th>{"<th>judge base → new</th>" if judged else ""}</tr>{rows}</table>
 <h2>Training loss</h2>{_svg([], ys)}
 <h2>Data funnel</h2><p>{report['funnel']['in']} generated → {report['funnel']['out']} kept</p><ul>{funnel}</ul>
 <h2>Forgetting</h2><p id="forgetting">replay loss {fg['base']:.3f} → {fg['new']:.3f}: {'passed' if fg['passed'] else 'FAILED'}</p>

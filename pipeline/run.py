@@ -365,8 +365,12 @@ class Run:
         heldout: dict = {}
         for r in read_jsonl(data / "heldout.jsonl"):
             heldout.setdefault(r["leaf"], []).append(r)
+        from .sdg.teachers import make_teacher
+        teacher = make_teacher(self.config.teacher, model=self.config.teacher_model)
+        judge = teacher if getattr(teacher, "can_judge", False) else None  # the offline one cannot
         result = evaluate(Path(self.state["base_model"]), Path(self.state["new_model"]), leaves, heldout,
-                          set(self.state["added"]) if self.state.get("last_trained") else set(), SYSTEM)
+                          set(self.state["added"]) if self.state.get("last_trained") else set(), SYSTEM,
+                          judge=judge)
         (self.out / "evaluation.json").write_text(json.dumps(result, indent=2))
         return {"leaves": len(result["leaves"]), "forgetting_passed": result["forgetting"]["passed"]}
 
@@ -381,7 +385,8 @@ class Run:
             rows.append({"path": path, "class": leaf["class"], "samples_generated": fl["in"],
                          "samples_kept": fl["out"], "base_score": leaf["base"], "new_score": leaf["new"],
                          "delta": round(leaf["new"] - leaf["base"], 4), "questions": leaf["questions"],
-                         "token_f1": leaf["f1_new"], "rouge_l": leaf["rouge_new"], "examples": leaf["examples"]})
+                         "token_f1": leaf["f1_new"], "rouge_l": leaf["rouge_new"], "examples": leaf["examples"],
+                         **{k: leaf[k] for k in ("judge_base", "judge_new") if k in leaf}})
         reasons = []
         if not ev["forgetting"]["passed"]:
             reasons.append("forgetting check failed: the replay loss rose beyond the threshold")

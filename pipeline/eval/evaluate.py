@@ -71,7 +71,9 @@ def classify(base: float, new: float, added: bool, threshold: float) -> str:
 
 
 def evaluate(base_dir: Path, new_dir: Path, leaves: dict[str, dict], heldout: dict[str, list[dict]],
-             added: set[str], system: str, config: EvalConfig = EvalConfig()) -> dict:
+             added: set[str], system: str, config: EvalConfig = EvalConfig(), judge=None) -> dict:
+    """Per changed leaf: base vs new mean score (token F1 and ROUGE-L), and with a ``judge`` (a
+    teacher that can judge) the judge's mean grade too; plus the forgetting check."""
     items, owners = [], []
     for path in sorted(leaves):
         for it in questions_for(leaves[path], heldout.get(path, []), system):
@@ -80,10 +82,19 @@ def evaluate(base_dir: Path, new_dir: Path, leaves: dict[str, dict], heldout: di
     convs = [it["messages"] for it in items]
     base_answers = answer_all(base_dir, convs, config)
     new_answers = answer_all(new_dir, convs, config)
+    judged_base = judged_new = [None] * len(items)
+    if judge is not None and getattr(judge, "can_judge", False) and items:
+        from .judge import judge_answers
+        qs, refs = [it["user"] for it in items], [it["reference"] for it in items]
+        judged_base = judge_answers(judge, qs, refs, base_answers)
+        judged_new = judge_answers(judge, qs, refs, new_answers)
     per_leaf: dict[str, dict] = {}
-    for path, it, b, n in zip(owners, items, base_answers, new_answers):
+    for path, it, b, n, jb, jn in zip(owners, items, base_answers, new_answers, judged_base, judged_new):
         leaf = per_leaf.setdefault(path, {"questions": 0, "base": 0.0, "new": 0.0, "f1_new": 0.0,
-                                          "rouge_new": 0.0, "examples": []})
+                                          "rouge_new": 0.0, "examples": [], "_jb": [], "_jn": []})
+        if jb is not None and jn is not None:  # only pairs the judge could grade both sides of
+            leaf["_jb"].append(jb)
+            leaf["_jn"].append(jn)
         leaf["questions"] += 1
         leaf["base"] += score(b, it["reference"])
         leaf["new"] += score(n, it["reference"])
@@ -96,6 +107,10 @@ def evaluate(base_dir: Path, new_dir: Path, leaves: dict[str, dict], heldout: di
         q = max(1, leaf["questions"])
         for k in ("base", "new", "f1_new", "rouge_new"):
             leaf[k] = round(leaf[k] / q, 4)
+        jb, jn = leaf.pop("_jb"), leaf.pop("_jn")
+        if jb:
+            leaf["judge_base"], leaf["judge_new"] = round(sum(jb) / len(jb), 4), round(sum(jn) / len(jn), 4)
+            leaf["judged"] = len(jb)
         leaf["class"] = classify(leaf["base"], leaf["new"], path in added, config.change_threshold)
     base_loss, new_loss = replay_loss(base_dir), replay_loss(new_dir)
     forgetting = {"base": round(base_loss, 4), "new": round(new_loss, 4),
