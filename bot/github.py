@@ -77,7 +77,9 @@ def classified(name: str, stats: CallStats | None = None) -> Iterator[None]:
         if stats:
             stats.add(name, "error")
         raise GitHubError(f"{name}: GitHub answered {e.status} {message}".strip()) from e
-    except (requests.ConnectionError, requests.Timeout) as e:
+    # ChunkedEncodingError: the connection was cut mid-response. Retrying is safe: every write
+    # first looks for what an earlier attempt may already have made (check run, comment marker).
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
         if stats:
             stats.add(name, "transient")
         raise Transient(f"{name}: {type(e).__name__}: {e}") from e

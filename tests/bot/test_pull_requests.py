@@ -142,3 +142,18 @@ def test_healthz_and_metrics(bot):
     for name in ("sprout_queue_depth", "sprout_oldest_pending_seconds", "sprout_handler_seconds_count",
                  "sprout_webhook_requests_total"):
         assert name in text
+
+
+def test_dropped_connections_are_retried(bot, emulator):
+    """GitHub (or a proxy) cutting a response short: a read and a write both come back."""
+    open_pr(emulator, 11, {LEAF: SKILL, ATTR: ATTRIBUTION})
+    emulator.inject(Fault("GET", r"/pulls/11/files", drop=True, times=1))
+    emulator.inject(Fault("POST", r"/check-runs$", drop=True, times=1))
+    bot.deliver("pull_request", pr_payload("opened", 11, "h" * 40), delivery="cut")
+    bot.wait_idle()
+    d = bot.store.delivery("cut")
+    assert d["status"] == "done", d
+    assert [c for c in emulator.calls() if c[2] == 0]  # the cuts happened
+    assert len(emulator.comments(REPO, 11)) == 1
+    runs = [r for r in emulator.check_runs(REPO) if r["head_sha"] == "h" * 40]
+    assert [r["conclusion"] for r in runs] == ["success"]

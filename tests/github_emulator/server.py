@@ -18,7 +18,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from .state import Pull, Repo, State, iso
 
@@ -35,6 +35,7 @@ class Fault:
     rate_limit_reset: float | None = None  # primary rate limit: X-RateLimit-Remaining: 0
     delay: float = 0.0
     message: str = "Server Error"
+    drop: bool = False  # start a 200 response, then cut the connection mid-body
 
 
 def _user(login: str, base: str, kind: str = "User") -> dict:
@@ -197,6 +198,14 @@ class Emulator:
             if auth.startswith("token ghs_") and st.tokens.get(auth[6:], 0) < time.time():
                 st.calls.append((request.method, path, 401))
                 return JSONResponse({"message": "Bad credentials"}, 401)
+            if fault and fault.drop:
+                st.calls.append((request.method, path, 0))
+
+                async def cut():  # a few bytes of what was promised, then the socket closes
+                    yield b'{"id": 1, "na'
+                    raise ConnectionAbortedError("emulated dropped connection")
+                return StreamingResponse(cut(), status_code=200, media_type="application/json",
+                                         headers={"Content-Length": "4096"})
             if fault and fault.delay:
                 await asyncio.sleep(fault.delay)
             if fault and fault.status:
