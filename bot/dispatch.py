@@ -94,8 +94,8 @@ class LocalRayHead:
                f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]
         if self.num_cpus:
             cmd.append(f"--num-cpus={self.num_cpus}")
-        log = open(Path(self.temp_dir) / "ray-start.log", "wb")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(Path(self.temp_dir) / "ray-start.log", "wb") as out:  # the child keeps its own copy
+            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         address = f"http://127.0.0.1:{dash}"
         deadline = time.time() + timeout
         while True:  # ready when the Jobs API answers

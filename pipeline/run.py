@@ -291,6 +291,9 @@ class Run:
             # so train on the changed ones, with its own training data as replay at a higher share.
             changed = set(self.state["changed"])
             records = [r for r in records if r["leaf"] in changed]
+            if not records:
+                raise RunError("mix: no leaf changed since the last accepted model "
+                               f"({(self.state.get('last_trained') or '?')[:12]}): nothing new to train on")
             recipe = replace(recipe, replay_ratio=INCREMENTAL_REPLAY)
         summary = mix(records, leaves, data, recipe)
         return {"phase1": summary["phase1"]["samples"], "phase2": summary["phase2"]["samples"],
