@@ -23,6 +23,13 @@ def _cell(text: str | None, limit: int = 240) -> str:
     return t if len(t) <= limit else t[: limit - 1] + "…"
 
 
+def _block(text: str | None, limit: int = 400) -> str:
+    """Text for a Markdown paragraph that keeps its line breaks (a haiku is its lines)."""
+    t = (text or "").strip()
+    t = t if len(t) <= limit else t[: limit - 1] + "…"
+    return "<br>".join(" ".join(line.split()) for line in t.splitlines() if line.strip())
+
+
 def _refs(r: Run) -> str:
     head, base = r.state.get("taxonomy_sha"), r.state.get("last_trained")
     return (f"`{head[:7]}`" if head else r.state["taxonomy_path"]) + (f" against `{base[:7]}`" if base else "")
@@ -78,8 +85,8 @@ def preview_markdown(p: dict, refs: str = "") -> str:
             if s.get("context"):
                 lines.append(f"> {_cell(s['context'], 300)}")
                 lines.append("")
-            lines += [f"**Q** ({s['shape']}): {_cell(s['question'], 300)}", "",
-                      f"**A**: {_cell(s['answer'], 400)}", ""]
+            lines += [f"**Q** ({s['shape']}): {_block(s['question'], 300)}", "",
+                      f"**A**: {_block(s['answer'], 400)}", ""]
         if leaf["dropped_examples"]:
             lines.append("Dropped, for example:")
             lines += [f"- **{d['filter']}**: {_cell(d['reason'], 120)} — _{_cell(d['question'], 120)}_"

@@ -47,6 +47,10 @@ def test_preview_generates_only_the_changed_leaf(pr, tmp_path):
     md = (out / "preview.md").read_text()
     assert f"`{HAIKU}` | {leaf['generated']} → {leaf['kept']}" in md and "**Q**" in md
     assert "exact_dedup" in md  # the funnel names what dropped samples
+    haiku = [x for x in leaf["samples"] if "\n" in x["answer"].strip()]
+    assert haiku
+    for x in haiku:  # line breaks survive in the comment
+        assert "<br>".join(line.strip() for line in x["answer"].strip().splitlines() if line.strip()) in md
 
 
 def test_preview_of_a_change_without_leaves(pr, tmp_path):
