@@ -261,6 +261,7 @@ class Dispatcher:
                     self.store.update_job(job["id"], stage=stage)
             return
         state, conclusion = TERMINAL[status]
+        self._stage_read.pop(job["id"], None)
         k = KINDS[job["kind"]]
         if state == "succeeded":
             conclusion = k["success"]

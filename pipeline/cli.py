@@ -274,16 +274,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .run import RunConfig, RunError, run
+    from .run import RunConfig, run
     config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, out=args.out, runs_root=args.runs_root,
                        teacher=args.teacher, teacher_model=args.model, student=args.student,
                        start_from=args.start_from, workers=args.workers, epochs=args.epochs,
                        max_steps=args.max_steps, embeddings=not args.no_embeddings)
-    try:
-        out, report = run(config, log=lambda m: print(m, file=sys.stderr, flush=True), until=args.until)
-    except RunError as e:
-        print(f"sprout run: {e}", file=sys.stderr)
+    done = _pipeline("run", run, config, until=args.until)
+    if done is None:
         return 1
+    out, report = done
     if report is None:
         print(f"stopped after {args.until}: {out} (rerun without --until to continue from there)")
         return 0
@@ -304,17 +303,30 @@ def _print_markers(path: Path) -> None:
     print("SPROUT-REPORT-MD>>>")
 
 
+def _stage_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _pipeline(name: str, fn, *a, **kw):
+    """Call a pipeline entry point; (out, result), or None after printing why it stopped."""
+    from .run import RunError
+    try:
+        return fn(*a, log=_stage_log, **kw)
+    except RunError as e:
+        print(f"sprout {name}: {e}", file=sys.stderr)
+        return None
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     from .preview import preview
-    from .run import RunConfig, RunError
+    from .run import RunConfig
     config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, base_ref=args.base, out=args.out,
                        runs_root=args.runs_root, teacher=args.teacher, teacher_model=args.model,
                        embeddings=not args.no_embeddings)
-    try:
-        out, result = preview(config, samples=args.samples, log=lambda m: print(m, file=sys.stderr, flush=True))
-    except RunError as e:
-        print(f"sprout preview: {e}", file=sys.stderr)
+    done = _pipeline("preview", preview, config, samples=args.samples)
+    if done is None:
         return 1
+    out, result = done
     for leaf in result["leaves"]:
         print(f"{leaf['generated']:>5} -> {leaf['kept']:<5} {leaf['path']}")
     if not result["leaves"]:
@@ -327,14 +339,13 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_precheck(args: argparse.Namespace) -> int:
     from .preview import precheck
-    from .run import RunConfig, RunError
+    from .run import RunConfig
     config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, base_ref=args.base, out=args.out,
                        runs_root=args.runs_root, student=args.student)
-    try:
-        out, result = precheck(config, log=lambda m: print(m, file=sys.stderr, flush=True))
-    except RunError as e:
-        print(f"sprout precheck: {e}", file=sys.stderr)
+    done = _pipeline("precheck", precheck, config)
+    if done is None:
         return 1
+    out, result = done
     for leaf in result["leaves"]:
         print(f"{leaf['score']:.3f}  {leaf['path']}  ({len(leaf['questions'])} questions)")
     if not result["leaves"]:

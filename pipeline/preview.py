@@ -100,9 +100,9 @@ def preview_markdown(p: dict, refs: str = "") -> str:
 # -- precheck --------------------------------------------------------------------------------
 def current_student(r: Run) -> tuple[Path, str]:
     """The current student: the last accepted model (what users talk to today), else the base."""
-    accepted = [m for m in r.registry() if m.get("verdict") == "accepted"]
-    if r.config.student == "default" and accepted and Path(accepted[-1]["path"]).exists():
-        return Path(accepted[-1]["path"]), f"last accepted model `{accepted[-1]['id']}`"
+    last = r.last_accepted() if r.config.student == "default" else None
+    if last is not None:
+        return Path(last["path"]), f"last accepted model `{last['id']}`"
     base, _ = r._base_student()
     return base, "the base student" if r.config.student == "default" else f"`{r.config.student}`"
 
@@ -112,11 +112,11 @@ def precheck(config: RunConfig, log=print) -> tuple[Path, dict]:
     from .eval.scoring import score
     from .mix import SYSTEM
     from .sdg.generate import leaf_info
-    from .taxonomy.reader import iter_leaves
+    from .taxonomy.reader import read_leaf
     r = Run(config, log, kind="precheck")
     r.execute(until="diff")
-    changed = set(r.state["changed"])
-    leaves = [leaf_info(x) for x in iter_leaves(Path(r.state["taxonomy_path"])) if x.path in changed]
+    tax = Path(r.state["taxonomy_path"])  # validated already: read just the changed leaves
+    leaves = [leaf_info(read_leaf(tax / p, root=tax)) for p in sorted(r.state["changed"])]
     model, described = current_student(r) if leaves else (None, "none")
     items = [(leaf["path"], it) for leaf in leaves for it in questions_for(leaf, [], SYSTEM)]
     log(f"[precheck] asking {described} {len(items)} seed questions from {len(leaves)} leaves ...")

@@ -120,6 +120,14 @@ class Run:
         path = self.root / "models.json"
         return json.loads(path.read_text()) if path.exists() else []
 
+    def last_accepted(self) -> dict | None:
+        """The newest accepted model whose folder still exists (a model can be deleted by hand)."""
+        accepted = [m for m in self.registry() if m.get("verdict") == "accepted"]
+        if accepted and not Path(accepted[-1]["path"]).exists():
+            self.log(f"the last accepted model {accepted[-1]['path']} is gone: using the base")
+            return None
+        return accepted[-1] if accepted else None
+
     def register(self, entry: dict) -> None:
         models = [m for m in self.registry() if m["id"] != entry["id"]] + [entry]
         (self.root / "models.json").write_text(json.dumps(models, indent=2))
@@ -129,12 +137,12 @@ class Run:
         """Run the stages up to and including ``until``; the report when the run got that far."""
         c = self.config
         self.stage("checkout", [c.taxonomy, c.ref], self.checkout)
-        tax = Path(self.state["taxonomy_path"])
-        self.stage("validate", [self.state.get("taxonomy_sha"), self._tree_hash(tax)], self.validate)
-        self.stage("diff", [self.state.get("taxonomy_sha"), self._tree_hash(tax)], self.diff)
+        tree = self._tree_hash(Path(self.state["taxonomy_path"]))  # reads every file: once
+        self.stage("validate", [self.state.get("taxonomy_sha"), tree], self.validate)
+        self.stage("diff", [self.state.get("taxonomy_sha"), tree], self.diff)
         if until == "diff":
             return None
-        self.stage("generate", [self._tree_hash(tax), self.state["changed"]], self.generate)
+        self.stage("generate", [tree, self.state["changed"]], self.generate)
         self.stage("filter", [self.manifest["stages"]["generate"]["key"]], self.filter)
         if until == "filter":
             return None
@@ -241,11 +249,6 @@ class Run:
         from .sdg.teachers import make_teacher
         teacher = make_teacher(self.config.teacher, model=self.config.teacher_model)
         only = self.state["changed"] if self.config.changed_only else None
-        if only == []:
-            from .sdg.generate import write_jsonl
-            (self.out / "data" / "generated").mkdir(parents=True, exist_ok=True)
-            write_jsonl(self.out / "data" / "leaves.jsonl", [])
-            return {"generated_leaves": [], "samples": 0}
         summary = generate(Path(self.state["taxonomy_path"]), self.out / "data", teacher, only=only)
         fresh = [x["path"] for x in summary["leaves"] if x["status"] == "generated"]
         self.log(f"[generate] {len(fresh)} leaves generated, {len(summary['leaves']) - len(fresh)} from cache")
@@ -302,20 +305,17 @@ class Run:
 
     def _previous_training_data(self) -> list[str]:
         """The last accepted run's phase datasets, when this run continues from its model."""
-        accepted = [m for m in self.registry() if m.get("verdict") == "accepted"]
-        if not accepted or self.config.start_from != "last" or not Path(accepted[-1]["path"]).exists():
+        last = self.last_accepted() if self.config.start_from == "last" else None
+        if last is None:
             return []
-        run = Path(accepted[-1]["run"])
+        run = Path(last["run"])
         return [str(p) for p in (run / "data" / "phase1.jsonl", run / "data" / "phase2.jsonl") if p.exists()]
 
     def _base_student(self) -> tuple[Path, str]:
         c = self.config
-        if c.start_from == "last":
-            accepted = [m for m in self.registry() if m.get("verdict") == "accepted"]
-            if accepted and Path(accepted[-1]["path"]).exists():
-                return Path(accepted[-1]["path"]), "last"
-            if accepted:
-                self.log(f"[train] the last accepted model {accepted[-1]['path']} is gone: starting from the base")
+        last = self.last_accepted() if c.start_from == "last" else None
+        if last is not None:
+            return Path(last["path"]), "last"
         if c.student != "default":
             return Path(c.student), "base"
         from .train.student import build_student, taxonomy_texts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..commands import COMMANDS, PRIVILEGED_ROLES, help_text, parse
+from ..dispatch import KINDS
 from ..router import Event, Router
 from ..validation import run_validation
 
@@ -74,7 +75,7 @@ def command(event: Event, ctx) -> None:
                 else "the current student's answers to the seed questions of")
         gh.reply(repo, number, f"@{login} {what} `{pr.head.sha[:7]}` is queued as job {job}; "
                  "the results will appear in a comment here and in the "
-                 f"`sprout/{kind}` check.")
+                 f"`{KINDS[kind]['check']}` check.")
 
 
 def _status(ctx, repo: str) -> str:

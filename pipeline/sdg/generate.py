@@ -175,7 +175,7 @@ def select_leaves(taxonomy_root: Path, only: list[str] | None = None) -> list[Le
     if invalid:
         lines = [f"{d.file}:{d.line}:{d.column}: {d.rule} {d.message}" for x in invalid for d in x.diagnostics if d.is_error]
         raise GenerateError("the taxonomy has invalid leaves; run 'sprout validate':\n  " + "\n  ".join(lines[:20]))
-    if only:
+    if only is not None:  # [] selects nothing (a change that touches no leaf)
         wanted = [o.removesuffix("/qna.yaml").strip("/") for o in only]
         chosen = [x for x in leaves if any(x.path == f"{w}/qna.yaml" or x.path.startswith(w + "/") for w in wanted)]
         missing = [w for w in wanted if not any(x.path == f"{w}/qna.yaml" or x.path.startswith(w + "/") for x in leaves)]

@@ -110,6 +110,23 @@ def bot_comments(emulator, number: int, marker: str) -> list[dict]:
     return [c for c in emulator.comments(REPO, number) if marker in c["body"]]
 
 
+def open_pull(bot, emulator, repo: Path, number: int, base: str, head: str) -> None:
+    """GitHub learns the branch, and the bot gets `opened`."""
+    emulator.serve_git(REPO, repo)
+    emulator.add_pull_from_git(REPO, number, repo, base, head)
+    bot.deliver("pull_request", pr_payload("opened", number, head, base_sha=base))
+    bot.wait_idle()
+
+
+def merge_pull(bot, emulator, repo: Path, number: int, name: str, base: str, head: str) -> str:
+    """A real --no-ff merge, served, and the bot gets `closed` + merged; returns the merge SHA."""
+    merge_sha = merge(repo, name)
+    emulator.serve_git(REPO, repo)
+    emulator.add_pull_from_git(REPO, number, repo, base, head, state="closed", merged=True, merge_sha=merge_sha)
+    bot.deliver("pull_request", pr_payload("closed", number, head, base_sha=base, merged=True, merge_sha=merge_sha))
+    return merge_sha
+
+
 def say(bot, emulator, number: int, text: str) -> None:
     c = emulator.add_comment(REPO, number, "maintainer", text)
     bot.deliver("issue_comment", comment_payload(c, number, "maintainer"))
@@ -119,11 +136,7 @@ def say(bot, emulator, number: int, text: str) -> None:
 def test_pull_request_to_model_through_the_bot(e2e_bot, emulator, repo):
     bot = e2e_bot
     base, head = branch(repo, "lighthouse", add_haiku_seed)
-    emulator.serve_git(REPO, repo)
-    emulator.add_pull_from_git(REPO, 1, repo, base, head)
-
-    bot.deliver("pull_request", pr_payload("opened", 1, head, base_sha=base))
-    bot.wait_idle()
+    open_pull(bot, emulator, repo, 1, base, head)
     assert check(emulator, "sprout/validate", head)["conclusion"] == "success"
 
     # Before merging: a preview of the synthetic data, and what the student answers today.
@@ -140,10 +153,7 @@ def test_pull_request_to_model_through_the_bot(e2e_bot, emulator, repo):
     assert "lighthouse in fog" in pc["body"] and "| question | expected | student | score |" in pc["body"]
 
     # Merge: the bot retrains on the merge commit and posts the report.
-    merge_sha = merge(repo, "lighthouse")
-    emulator.serve_git(REPO, repo)
-    emulator.add_pull_from_git(REPO, 1, repo, base, head, state="closed", merged=True, merge_sha=merge_sha)
-    bot.deliver("pull_request", pr_payload("closed", 1, head, base_sha=base, merged=True, merge_sha=merge_sha))
+    merge_sha = merge_pull(bot, emulator, repo, 1, "lighthouse", base, head)
     job = wait_jobs(bot, "retrain", {"succeeded", "failed", "cancelled"})
     [report] = bot_comments(emulator, 1, "Sprout retrain:")
     body = report["body"]
@@ -165,15 +175,9 @@ def test_failing_and_cancelled_retrains(e2e_bot, emulator, repo):
     bot = e2e_bot
     # A leaf broken on purpose, merged anyway (say, by an admin past the red check).
     base, head = branch(repo, "broken", break_haiku)
-    emulator.serve_git(REPO, repo)
-    emulator.add_pull_from_git(REPO, 2, repo, base, head)
-    bot.deliver("pull_request", pr_payload("opened", 2, head, base_sha=base))
-    bot.wait_idle()
+    open_pull(bot, emulator, repo, 2, base, head)
     assert check(emulator, "sprout/validate", head)["conclusion"] == "failure"
-    merge_sha = merge(repo, "broken")
-    emulator.serve_git(REPO, repo)
-    emulator.add_pull_from_git(REPO, 2, repo, base, head, state="closed", merged=True, merge_sha=merge_sha)
-    bot.deliver("pull_request", pr_payload("closed", 2, head, base_sha=base, merged=True, merge_sha=merge_sha))
+    merge_sha = merge_pull(bot, emulator, repo, 2, "broken", base, head)
     job = wait_jobs(bot, "retrain", {"succeeded", "failed", "cancelled"}, timeout=180)
     assert (job["status"], job["stage"], job["verdict"]) == ("failed", "validate", None)
     assert check(emulator, "sprout/retrain", merge_sha)["conclusion"] == "failure"
@@ -183,10 +187,7 @@ def test_failing_and_cancelled_retrains(e2e_bot, emulator, repo):
     # Fixed on a new branch, merged, then cancelled by a maintainer while it runs.
     run_git(repo, "revert", "--no-edit", "HEAD", "-m", "1")
     base2, head2 = branch(repo, "lighthouse", add_haiku_seed)
-    merge_sha2 = merge(repo, "lighthouse")
-    emulator.serve_git(REPO, repo)
-    emulator.add_pull_from_git(REPO, 3, repo, base2, head2, state="closed", merged=True, merge_sha=merge_sha2)
-    bot.deliver("pull_request", pr_payload("closed", 3, head2, base_sha=base2, merged=True, merge_sha=merge_sha2))
+    merge_sha2 = merge_pull(bot, emulator, repo, 3, "lighthouse", base2, head2)
     running = wait_jobs(bot, "retrain", {"running"}, timeout=60)
     deadline = time.time() + 120  # let it get into the pipeline before stopping it
     while "[generate]" not in bot.dispatcher.client().get_job_logs(running["ray_job_id"]):
