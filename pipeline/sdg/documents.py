@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..taxonomy.diff import git
-from ..taxonomy.documents import fetch_commit, match_patterns, resolve_repo
+from ..taxonomy.diff import GitError, git
+from ..taxonomy.documents import fetch_commit, list_blobs, match_patterns, resolve_repo
 from ..taxonomy.rules import pattern_problem
+from ..taxonomy.sources import SourceError
 
 MAX_DOCUMENT_BYTES = 5_000_000
 
@@ -22,17 +23,17 @@ def fetch(document: dict, taxonomy_root: Path) -> list[tuple[str, str]]:
     if not patterns:
         raise DocumentError("no usable document patterns")
     try:
-        mirror = fetch_commit(resolve_repo(repo, taxonomy_root), commit)
-        names = [n for n in git(mirror, "ls-tree", "-r", "--name-only", "-z", commit).decode().split("\0") if n]
-    except Exception as e:
+        mirror, sha = fetch_commit(resolve_repo(repo, taxonomy_root), commit)
+        names = list_blobs(mirror, sha)
+    except (GitError, SourceError) as e:
         raise DocumentError(f"cannot read {repo} at {commit}: {e}") from None
     out = []
     for pattern, hits in match_patterns(names, patterns).items():
         for name in hits:
             if not name.lower().endswith(".md"):
                 continue
-            blob = git(mirror, "cat-file", "blob", f"{commit}:{name}")[:MAX_DOCUMENT_BYTES]
+            blob = git(mirror, "cat-file", "blob", f"{sha}:{name}")[:MAX_DOCUMENT_BYTES]
             out.append((name, blob.decode("utf-8", "replace")))
     if not out:
-        raise DocumentError(f"patterns {patterns} match no Markdown file at {commit[:12]}")
+        raise DocumentError(f"patterns {patterns} match no Markdown file at {sha[:12]}")
     return sorted(set(out))

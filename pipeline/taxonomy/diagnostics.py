@@ -89,6 +89,10 @@ SKILL_WORDS = _rule("skill-words", "a skill leaf's Q&A over about 2,300 words in
 TOKEN_BUDGET = _rule("token-budget", "context + question + answer over the generation token budget", W, True)
 MIXED_GROUNDING = _rule("mixed-grounding", "a skill leaf mixes grounded and freeform seed examples", W, True)
 DOCUMENT_COMMIT = _rule("document-commit", "document.commit should be a full 40-hex SHA", W, True)
+# The one deliberate divergence from the reference validator: a commit git would read as an
+# option (or that holds whitespace) is an error, because it would reach `git fetch`.
+DOCUMENT_COMMIT_UNSAFE = _rule("document-commit-unsafe", "document.commit could be read as a git option", E)
+DOCUMENT_PATTERN_ROOTED = _rule("document-pattern-rooted", "a document pattern starts with '/'", W, True)
 DOCUMENT_PATTERN = _rule("document-pattern", "document patterns must be relative globs inside the repo", E)
 DOCUMENT_CHECK = _rule("document-check", "document repository, commit or files not found", E)
 

@@ -13,6 +13,8 @@ from typing import Iterator
 from . import diagnostics as d
 from .diff import GitError, git
 from .rules import pattern_problem
+from .sources import (Source, SourceError, commit_problem, fetch_bounded, is_full_sha, is_short_sha,
+                      resolve_ref, resolve_source)
 from .validate import LeafResult
 
 # A fixed identity and date make the helper's commit SHA a pure function of the documents.
@@ -27,27 +29,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SPROUT_CACHE", Path.home() / ".cache" / "sprout"))
 
 
-def resolve_repo(repo: str, taxonomy_root: Path) -> str:
-    """A relative path is relative to the taxonomy root; a plain folder (not a git repository)
-    becomes one, deterministically, so documents shipped in a taxonomy work offline."""
-    if re.match(r"^[a-z][a-z0-9+.-]*://", repo) or re.match(r"^[^/\\]+@[^:]+:", repo):
-        return repo
-    path = Path(repo).expanduser()
-    if not path.is_absolute():
-        path = (taxonomy_root / path).resolve()
-    if path.is_dir() and not (path / ".git").exists() and not (path / "HEAD").is_file():
-        return str(materialize(path))
-    return str(path)
+def resolve_repo(repo: str, taxonomy_root: Path) -> Source:
+    """The leaf's document source, checked (see ``sources``); raises ``SourceError``."""
+    return resolve_source(repo, taxonomy_root)
 
 
 def materialize(folder: Path, dest: Path | None = None) -> Path:
     """Make (or reuse) a bare git repository holding ``folder``'s files in one commit whose SHA
-    depends only on the files' names and contents."""
+    depends only on the files' names and contents. Symbolic links are kept as links (git stores
+    the link text), never followed: a link to /etc/passwd carries no byte of that file."""
     folder = folder.resolve()
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts)
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(n for n in dirnames if n != ".git")
+        files += [Path(dirpath) / n for n in filenames]
+    files.sort()
     digest = hashlib.sha256()
     for p in files:
-        digest.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes() + b"\0")
+        data = os.readlink(p).encode() if p.is_symlink() else p.read_bytes() if p.is_file() else b""
+        digest.update(str(p.relative_to(folder)).encode() + b"\0" + data + b"\0")
     dest = dest or cache_dir() / "docrepos" / f"{folder.name}-{digest.hexdigest()[:16]}.git"
     if (dest / "HEAD").is_file() and git(dest, "rev-parse", "--verify", "-q", "main", check=False):
         return dest
@@ -79,35 +79,88 @@ def materialize(folder: Path, dest: Path | None = None) -> Path:
     return dest
 
 
-def fetch_commit(repo: str, commit: str) -> Path:
-    """A local bare mirror holding ``commit`` (cached per repository)."""
-    key = hashlib.sha256(repo.encode()).hexdigest()[:16]
+def fetch_commit(source: Source | str, commit: str) -> tuple[Path, str]:
+    """(a local bare repository holding ``commit``, its full SHA). Remote mirrors are cached per
+    URL; only full SHAs resolved here are ever fetched. Raises ``SourceError``."""
+    if isinstance(source, str):  # a trusted caller's URL or path (tests, tools)
+        source = Source(url=source) if "://" in source else Source(folder=Path(source))
+    problem = commit_problem(commit)
+    if problem:
+        raise SourceError(problem)
+    if source.folder is not None:
+        mirror = source.folder if _is_bare(source.folder) else materialize(source.folder)
+        full = _full_sha(mirror, commit)
+        if full is None:
+            raise SourceError(f"commit {commit} is not in the documents folder")
+        return mirror, full
+    url, scheme = source.url, source.scheme
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
     mirror = cache_dir() / "mirrors" / f"{key}.git"
     if not (mirror / "HEAD").is_file():
         mirror.mkdir(parents=True, exist_ok=True)
         git(mirror, "init", "-q", "--bare")
-    if _has(mirror, commit):
-        return mirror
+    full = _full_sha(mirror, commit) if is_full_sha(commit) or is_short_sha(commit) else None
+    if full:
+        return mirror, full
+    if not is_full_sha(commit) and not is_short_sha(commit):
+        full = resolve_ref(url, commit, scheme)
+        if full is None:
+            raise SourceError(f"{commit!r} is not a commit, branch or tag of {url}")
+        if _has(mirror, full):
+            return mirror, full
+    target = full or (commit if is_full_sha(commit) else None)
+    if target:
+        try:
+            fetch_bounded(mirror, ["--depth", "1", "--end-of-options", url, target], scheme)
+        except SourceError as e:
+            if "stopped" in str(e):
+                raise
+    if not (target and _has(mirror, target)):
+        # Servers that refuse fetching by SHA (and short SHAs): every branch and tag.
+        fetch_bounded(mirror, ["--end-of-options", url, "+refs/heads/*:refs/heads/*",
+                               "+refs/tags/*:refs/tags/*"], scheme)
+    full = _full_sha(mirror, target or commit)
+    if full is None:
+        raise SourceError(f"commit {commit} is not in {url}")
+    return mirror, full
+
+
+def _is_bare(folder: Path) -> bool:
+    # Only Sprout's own materialised repositories: a bare-looking folder inside a pull request
+    # (HEAD, config, hooks) is treated as plain files, never opened as a repository.
     try:
-        git(mirror, "fetch", "-q", "--depth", "1", repo, commit)
-    except GitError:
-        git(mirror, "fetch", "-q", repo, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
-    if not _has(mirror, commit):
-        raise GitError(f"commit {commit} is not in {repo}")
-    return mirror
+        return folder.resolve().is_relative_to((cache_dir() / "docrepos").resolve()) and (folder / "HEAD").is_file()
+    except OSError:
+        return False
+
+
+def _full_sha(mirror: Path, commit: str) -> str | None:
+    import subprocess
+    proc = subprocess.run(["git", "-C", str(mirror), "rev-parse", "-q", "--verify", "--end-of-options",
+                           f"{commit}^{{commit}}"], capture_output=True)
+    out = proc.stdout.decode().strip()
+    return out if proc.returncode == 0 and is_full_sha(out) else None
 
 
 def _has(mirror: Path, commit: str) -> bool:
-    import subprocess
-    return subprocess.run(["git", "-C", str(mirror), "cat-file", "-e", f"{commit}^{{commit}}"],
-                          capture_output=True).returncode == 0
+    return _full_sha(mirror, commit) is not None
+
+
+def list_blobs(mirror: Path, sha: str) -> list[str]:
+    """Paths of the regular files (not links, not submodules) in commit ``sha``."""
+    out = []
+    for entry in git(mirror, "ls-tree", "-r", "-z", "--end-of-options", sha).decode("utf-8", "surrogateescape").split("\0"):
+        meta, _, name = entry.partition("\t")
+        if name and meta.split(" ")[:2] in (["100644", "blob"], ["100755", "blob"]):
+            out.append(name)
+    return out
 
 
 def match_patterns(names: list[str], patterns: list[str]) -> dict[str, list[str]]:
     """Glob semantics of InstructLab: '*' stays within a folder, '**' crosses folders."""
     out = {}
     for pat in patterns:
-        rx = _glob_regex(pat)
+        rx = _glob_regex(pat.lstrip("/"))  # '/docs/*.md' means the repository root
         out[pat] = [n for n in names if rx.match(n)]
     return out
 
@@ -156,11 +209,12 @@ def check_documents(result: LeafResult, taxonomy_root: Path) -> Iterator[d.Diagn
     def fail(msg, hint=""):
         return d.make(d.DOCUMENT_CHECK, result.file, 1, 1, msg, hint, ".document")
 
+    if commit_problem(commit):
+        return  # an error of its own (document-commit-unsafe); never handed to git
     try:
-        mirror = fetch_commit(resolve_repo(repo, taxonomy_root), commit)
-        names = [n for n in git(mirror, "ls-tree", "-r", "--name-only", "-z", commit)
-                 .decode("utf-8", "surrogateescape").split("\0") if n]
-    except GitError as e:
+        mirror, sha = fetch_commit(resolve_repo(repo, taxonomy_root), commit)
+        names = list_blobs(mirror, sha)
+    except (GitError, SourceError) as e:
         yield fail(f"cannot read documents from {repo} at {commit}: {e}",
                    "Check that the repository is reachable and that the commit was pushed.")
         return
@@ -172,7 +226,7 @@ def check_documents(result: LeafResult, taxonomy_root: Path) -> Iterator[d.Diagn
                        "Sprout reads Markdown (.md) documents; check the pattern's folders.")
             continue
         for name in md:
-            blob = git(mirror, "cat-file", "blob", f"{commit}:{name}", check=False)
+            blob = git(mirror, "cat-file", "blob", f"{sha}:{name}", check=False)
             try:
                 blob.decode("utf-8")
             except UnicodeDecodeError:

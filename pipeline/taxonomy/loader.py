@@ -113,7 +113,14 @@ def load(source: bytes | str, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_N
         raise LoadError(d.FILE_TOO_LARGE, 1, 1, f"the text is {len(source):,} characters; "
                         f"the limit is {max_bytes:,}")
     try:
-        return _Builder(text, max_nodes, max_depth).build()
+        try:
+            return _Builder(text, max_nodes, max_depth).build()
+        except yaml.MarkedYAMLError as e:
+            # libyaml refuses a tab right after the indentation on a block scalar's first line;
+            # PyYAML's pure parser, yamllint and the reference validator accept it.
+            if _Loader is yaml.SafeLoader or "found a tab character where an indentation space" not in str(e):
+                raise
+            return _Builder(text, max_nodes, max_depth, yaml.SafeLoader).build()
     except LoadError:
         raise
     except yaml.MarkedYAMLError as e:
@@ -165,9 +172,9 @@ def _syntax_hint(problem: str, text: str, line: int) -> str:
 
 
 class _Builder:
-    def __init__(self, text: str, max_nodes: int, max_depth: int):
+    def __init__(self, text: str, max_nodes: int, max_depth: int, loader=None):
         self.text = text
-        self.loader = _Loader(text)
+        self.loader = (loader or _Loader)(text)
         self.max_nodes = max_nodes
         self.max_depth = max_depth
         self.nodes = 0

@@ -97,7 +97,7 @@ def find_leaves(root: Path) -> Iterator[Path]:
     tops = [root / t for t in KNOWN_TREES if (root / t).is_dir()]
     for top in tops or [root]:
         for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-            dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+            dirnames[:] = sorted(n for n in dirnames if n != ".git")  # the reference visits dot-folders too
             for name in sorted(filenames):
                 if name in LEAF_NAMES:
                     yield Path(dirpath) / name

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 from . import diagnostics as d
 from .loader import Loaded
 from .schema import yaml_path
+from .sources import commit_problem
 
 KNOWN_TREES = ("compositional_skills", "foundational_skills", "knowledge")
 _FULL_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -191,7 +192,12 @@ def _document(loaded: Loaded, file: str, strict: bool, warn) -> Iterator[d.Diagn
     if not isinstance(doc, dict):
         return
     commit = doc.get("commit")
-    if isinstance(commit, str) and not _FULL_SHA.match(commit):
+    unsafe = commit_problem(commit)
+    if unsafe:
+        line, col = loaded.position(("document", "commit"))
+        yield d.make(d.DOCUMENT_COMMIT_UNSAFE, file, line, col, unsafe,
+                     "Write the full 40-character commit SHA ('git rev-parse <ref>').", ".document.commit")
+    elif isinstance(commit, str) and not _FULL_SHA.match(commit):
         yield warn(d.DOCUMENT_COMMIT, ("document", "commit"),
                    f"commit {commit!r} is not a full SHA; a short or symbolic ref can change "
                    "meaning or become ambiguous", "Write the full 40-character commit SHA "
@@ -200,6 +206,12 @@ def _document(loaded: Loaded, file: str, strict: bool, warn) -> Iterator[d.Diagn
     if isinstance(patterns, list):
         for i, p in enumerate(patterns):
             problem = pattern_problem(p)
+            if not problem and isinstance(p, str) and p.startswith("/"):
+                line, col = loaded.position(("document", "patterns", i))
+                yield d.make(d.DOCUMENT_PATTERN_ROOTED, file, line, col,
+                             f"pattern {p!r} starts with '/'; it is read from the repository's root",
+                             f"Write it without the leading '/': {p.lstrip('/')!r}.",
+                             f".document.patterns[{i}]", strict=strict)
             if problem:
                 line, col = loaded.position(("document", "patterns", i))
                 yield d.make(d.DOCUMENT_PATTERN, file, line, col, problem,
@@ -210,12 +222,14 @@ def _document(loaded: Loaded, file: str, strict: bool, warn) -> Iterator[d.Diagn
 def pattern_problem(pattern: Any) -> str | None:
     if not isinstance(pattern, str) or not pattern.strip():
         return None  # the schema reports these
-    if pattern.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", pattern):
+    # A leading '/' means the repository root (real leaves write it; a warning above).
+    if pattern.startswith(("\\", "~")) or re.match(r"^[A-Za-z]:", pattern):
         return f"pattern {pattern!r} is absolute; it must be relative to the repository root"
-    if "\\" in pattern:
+    rest = pattern.lstrip("/")
+    if "\\" in rest:
         return f"pattern {pattern!r} uses backslashes; use '/' between folders"
-    if ".." in pattern.split("/"):
+    if ".." in rest.split("/"):
         return f"pattern {pattern!r} climbs out of the repository with '..'"
-    if pattern.startswith(".git/") or pattern == ".git":
+    if rest.startswith(".git/") or rest == ".git":
         return f"pattern {pattern!r} points into git's own data"
     return None

@@ -50,7 +50,13 @@ CASES = [
     ("mixed-grounding", SKILL.replace("  - question: What is 3 + 5?", "  - context: Five apples.\n    question: What is 3 + 5?"), SKILL_PATH, 7, "warning"),
     ("document-commit", knowledge(commit="main"), KNOWLEDGE_PATH, 48, "warning"),
     ("document-pattern", knowledge(patterns="    - ../../etc/passwd\n"), KNOWLEDGE_PATH, 50, "error"),
-    ("document-pattern", knowledge(patterns="    - /abs/*.md\n"), KNOWLEDGE_PATH, 50, "error"),
+    ("document-pattern", knowledge(patterns="    - ~/abs/*.md\n"), KNOWLEDGE_PATH, 50, "error"),
+    # real leaves write '/docs/*.md' and the reference accepts it: a warning, read from the root
+    ("document-pattern-rooted", knowledge(patterns="    - /abs/*.md\n"), KNOWLEDGE_PATH, 50, "warning"),
+    # the one deliberate divergence: a commit git would read as an option is an error
+    ("document-commit-unsafe", knowledge(commit="--upload-pack=touch /tmp/pwned;git-upload-pack"),
+     KNOWLEDGE_PATH, 48, "error"),
+    ("document-commit-unsafe", knowledge(commit="'abc def'"), KNOWLEDGE_PATH, 48, "error"),
     ("yaml-tab", SKILL.replace("task_description: Answer", "task_description: |\n  Answer\n  \tindented with a tab\n "), SKILL_PATH, 5, "warning"),
     ("file-empty", "", SKILL_PATH, 1, "warning"),
     ("file-binary", b"version: 3\x00\x01\x02", SKILL_PATH, 1, "error"),
