@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import html
 import json
 import logging
@@ -119,8 +120,26 @@ def create_app(settings: Settings, *, store: Store | None = None, github: GitHub
         alive = all(w._thread is None or w._thread.is_alive() for w in pool)
         return JSONResponse({"ok": alive, "deliveries": counts}, 200 if alive else 503)
 
+    def private(request: Request) -> PlainTextResponse | None:
+        """The status page and /metrics name repositories (maybe private): a bearer token when
+        one is set, else loopback clients only."""
+        if settings.status_token:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if hmac.compare_digest(given.encode(), settings.status_token.encode()):
+                return None
+            return PlainTextResponse("a bearer token is required (SPROUT_STATUS_TOKEN)\n", 401,
+                                     headers={"WWW-Authenticate": "Bearer"})
+        host = request.client.host if request.client else ""
+        if host in ("127.0.0.1", "::1", "localhost") or host.startswith("127."):
+            return None
+        return PlainTextResponse("the status page answers loopback only; set SPROUT_STATUS_TOKEN "
+                                 "to reach it from elsewhere\n", 403)
+
     @app.get("/metrics")
-    def metrics():
+    def metrics(request: Request):
+        denied = private(request)
+        if denied:
+            return denied
         lines = ["# HELP sprout_deliveries Deliveries stored, by event and status.",
                  "# TYPE sprout_deliveries gauge"]
         for event, status, n in store.counts_by_event():
@@ -163,7 +182,10 @@ def create_app(settings: Settings, *, store: Store | None = None, github: GitHub
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     @app.get("/", response_class=HTMLResponse)
-    def status_page():
+    def status_page(request: Request):
+        denied = private(request)
+        if denied:
+            return denied
         return HTMLResponse(render_status(store, settings))
 
     return app
@@ -198,7 +220,7 @@ def render_status(store: Store, settings=None) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Sprout bot</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse;width:100%}}
 td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;font-size:.9rem}}
-tr.failed td{{background:#fee}}tr.done td:nth-child(4){{color:#070}}</style></head><body>
+tr.failed td,tr.poison td,tr.lost td{{background:#fee}}tr.done td:nth-child(4){{color:#070}}</style></head><body>
 <h1>Sprout bot</h1><p id="summary">Deliveries — {html.escape(summary)}</p>
 <h2>Recent deliveries</h2><table id="deliveries"><tr><th>delivery</th><th>event</th><th>action</th>
 <th>status</th><th>attempts</th><th>received (UTC)</th><th>last error</th></tr>{rows}</table>

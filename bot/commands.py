@@ -21,8 +21,9 @@ COMMANDS = {c.name: c for c in [
     Command("status", "show the retraining queue and the running job", False),
     Command("precheck", "ask the current student this pull request's seed questions", True),
     Command("generate", "preview synthetic data for this pull request's leaves", True),
-    Command("retrain", "retrain the student on this pull request's head (or merge) commit", True),
-    Command("cancel", "cancel this repository's queued or running retraining", True),
+    Command("retrain", "retrain the student on this merged pull request's merge commit", True),
+    Command("cancel", "cancel this pull request's queued or running jobs (`cancel all`: every job "
+            "of the repository, maintain or admin only)", True),
 ]}
 
 

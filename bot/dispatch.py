@@ -2,7 +2,11 @@
 
 One job per repository at a time; a newer request supersedes a queued one. With no Ray address
 we start and own a local head bound to 127.0.0.1. GitHub credentials stay here: the job never
-sees them; the bot posts its results.
+sees them (the head and its jobs get an allow-listed environment); the bot posts its results.
+
+Jobs are exactly-once: each has an idempotency key (repository, kind, commit, trigger), a
+deterministic Ray submission id that is looked up before any resubmission, and a job Ray stops
+knowing (its head restarted or gone) is marked lost and reported, so no queue is ever stuck.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import json
+import signal
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from .github import GitHub, GitHubError
+from .github import GitHub, GitHubError, Transient
+from .jobenv import job_environment
 from .settings import Settings
 from .store import ACTIVE_JOB, Store
 
@@ -36,6 +43,21 @@ KINDS = {
 }
 TERMINAL = {"SUCCEEDED": ("succeeded", "success"), "FAILED": ("failed", "failure"),
             "STOPPED": ("cancelled", "cancelled")}
+LOST_AFTER = 5  # polls in a row in which Ray does not know a job (or cannot be reached)
+
+
+class JobUnknown(Exception):
+    """Ray answered that it has no job by that id."""
+
+
+def _ray_call(fn, *args, **kw):
+    """Call the Jobs client; a 404 becomes ``JobUnknown``."""
+    try:
+        return fn(*args, **kw)
+    except RuntimeError as e:
+        if "status code 404" in str(e) or "does not exist" in str(e):
+            raise JobUnknown(str(e)) from None
+        raise
 
 
 def _free_port() -> int:
@@ -68,15 +90,23 @@ class LocalRayHead:
     """A Ray head owned by the bot, on loopback, with the Jobs API on its dashboard port.
 
     Started as `ray start --head --block` in its own process group, so that stopping it stops
-    exactly this head (`ray stop` would kill every Ray process on the machine)."""
+    exactly this head (`ray stop` would kill every Ray process on the machine). Its process group
+    and address are written to ``state_file``: a bot restarted after a crash (kill -9) finds the
+    head it started before and reuses it (its jobs are found again) or, if it no longer answers,
+    stops it for good. The head and so every job get an allow-listed environment."""
 
-    def __init__(self, num_cpus: int | None = None):
+    def __init__(self, num_cpus: int | None = None, state_file: Path | str | None = None):
         self.num_cpus = num_cpus
+        self.state_file = Path(state_file) if state_file else None
         self.address: str | None = None
         self.temp_dir: str | None = None
         self.proc: subprocess.Popen | None = None
+        self.pgid: int | None = None
 
     def start(self, timeout: float = 180) -> str:
+        reused = self._reuse()
+        if reused:
+            return reused
         import httpx
         ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
         if not ray:
@@ -85,10 +115,7 @@ class LocalRayHead:
         self.temp_dir = tempfile.mkdtemp(prefix="sprout-ray-")
         # Token auth is on by default in Ray 2.60 and the Jobs client would be refused; this head
         # listens on loopback only, so it runs without it.
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-               # jobs run `sprout ...` and `python ...` from the bot's own environment
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        env.pop("RAY_ADDRESS", None)
+        env = {**job_environment(), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
         cmd = [ray, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
                "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
                f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]
@@ -96,12 +123,15 @@ class LocalRayHead:
             cmd.append(f"--num-cpus={self.num_cpus}")
         with open(Path(self.temp_dir) / "ray-start.log", "wb") as out:  # the child keeps its own copy
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.pgid = self.proc.pid
         address = f"http://127.0.0.1:{dash}"
+        self._save(address)  # before waiting: a crash during start-up still leaves the trace
         deadline = time.time() + timeout
         while True:  # ready when the Jobs API answers
             if self.proc.poll() is not None:
                 tail = (Path(self.temp_dir) / "ray-start.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"the local Ray head exited ({self.proc.returncode}):\n{tail}")
+                self.stop()
+                raise RuntimeError(f"the local Ray head exited ({self.proc.returncode if self.proc else '?'}):\n{tail}")
             try:
                 if httpx.get(f"{address}/api/version", timeout=2).status_code == 200:
                     break
@@ -114,8 +144,43 @@ class LocalRayHead:
         self.address = address
         return address
 
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self.pgid is not None and _group_alive(self.pgid)
+
+    def _save(self, address: str) -> None:
+        if self.state_file:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"pgid": self.pgid, "address": address, "temp_dir": self.temp_dir}))
+            tmp.replace(self.state_file)
+
+    def _reuse(self) -> str | None:
+        """The address of the head a previous bot process started, if it still answers."""
+        if not self.state_file or not self.state_file.is_file():
+            return None
+        try:
+            old = json.loads(self.state_file.read_text())
+            pgid, address = int(old["pgid"]), str(old["address"])
+        except (ValueError, KeyError, TypeError, OSError):
+            self.state_file.unlink(missing_ok=True)
+            return None
+        self.pgid, self.temp_dir = pgid, old.get("temp_dir")
+        if _group_alive(pgid) and address.startswith("http://127.0.0.1:"):
+            import httpx
+            try:
+                if httpx.get(f"{address}/api/version", timeout=3).status_code == 200:
+                    log.info("reusing the local Ray head left by a previous run (%s)", address)
+                    self.address = address
+                    return address
+            except httpx.HTTPError:
+                pass
+        log.warning("stopping the unresponsive local Ray head left by a previous run (group %s)", pgid)
+        self.stop()
+        return None
+
     def stop(self) -> None:
-        import signal
         if self.proc and self.proc.poll() is None:
             for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
                 try:
@@ -127,27 +192,54 @@ class LocalRayHead:
                     break
                 except subprocess.TimeoutExpired:
                     continue
-        if self.proc:
+        if self.pgid:
             # Ray's own daemons (raylet, GCS) may outlive the leader: end the group for good
             deadline = time.time() + 15
-            while time.time() < deadline:
+            while time.time() < deadline and _group_alive(self.pgid):
                 try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    os.killpg(self.pgid, signal.SIGKILL)
                 except ProcessLookupError:
                     break
                 time.sleep(0.2)
-        self.proc, self.address = None, None
+        self.proc, self.address, self.pgid = None, None, None
         if self.temp_dir:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
+            self.temp_dir = None
+        if self.state_file:
+            self.state_file.unlink(missing_ok=True)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # zombies count as gone: a group of only defunct processes runs nothing
+    try:
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    stat = Path(f"/proc/{pid}/stat").read_text()
+                except OSError:
+                    continue
+                fields = stat.rsplit(")", 1)[1].split()
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    return True
+        return False
+    except OSError:
+        return True
 
 
 class Dispatcher:
     def __init__(self, store: Store, github: GitHub, settings: Settings, address: str | None = None,
-                 poll: float = 2.0, head: LocalRayHead | None = None):
+                 poll: float = 2.0, head: LocalRayHead | None = None, lost_after: int = LOST_AFTER):
         self.store, self.github, self.settings = store, github, settings
         self.address = address
         self.head = head
         self.poll = poll
+        self.lost_after = lost_after
         self.stage_every = max(poll, 10.0)
         self._stage_read: dict[int, float] = {}
         self._client = None
@@ -157,11 +249,18 @@ class Dispatcher:
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None, github: GitHub | None = None):
+        head = None if settings.ray_address else LocalRayHead(
+            state_file=settings.database_path.parent / "ray-head.json")
         return cls(store or Store(settings.database_path), github or GitHub(settings), settings,
-                   address=settings.ray_address, head=None if settings.ray_address else LocalRayHead())
+                   address=settings.ray_address, head=head)
 
     def client(self):
         with self._lock:
+            if self._client is not None and self.head is not None and not self.head.alive():
+                # our local head died: its jobs are gone with it; start a fresh one next
+                self._lose_all("the local Ray head stopped")
+                self.head.stop()
+                self._client, self.address = None, None
             if self._client is None:
                 from ray.job_submission import JobSubmissionClient
                 if self.address is None:
@@ -174,29 +273,50 @@ class Dispatcher:
 
     # -- requests --------------------------------------------------------------------------
     def request(self, repo: str, pr: int | None, sha: str, installation_id: int | None,
-                kind: str = "retrain", base_sha: str | None = None) -> int:
-        """Queue a job. A newer request supersedes a queued one of the same kind (for previews and
-        prechecks: of the same pull request); one job of each kind runs per repository at a time."""
+                kind: str = "retrain", base_sha: str | None = None, trigger: str | None = None) -> int:
+        """Queue a job; idempotent per (repository, kind, commit, trigger), so a redelivered
+        webhook finds the job it queued before. A newer request supersedes a queued one of the
+        same kind (for previews and prechecks: of the same pull request); one job of each kind
+        runs per repository at a time."""
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}")
+        key = f"{repo}|{kind}|{sha}|{trigger}" if trigger else None
         with self._lock:
+            if key:
+                existing = self.store.job_by_key(key)
+                if existing:
+                    return existing["id"]
             for old in self.store.jobs(repo=repo, statuses=("queued",), kind=kind):
                 if kind == "retrain" or old["pr"] == pr:
                     self.store.update_job(old["id"], status="superseded", detail=f"superseded by {sha[:7]}")
-            job = self.store.add_job(repo, pr, sha, kind, installation_id, base_sha=base_sha)
+            job = self.store.add_job(repo, pr, sha, kind, installation_id, base_sha=base_sha, key=key)
         self.tick()
         return job
 
-    def cancel(self, repo: str) -> int:
+    def cancel(self, repo: str, pr: int | None = None) -> int:
+        """Cancel the pull request's queued and running jobs (every job of the repository when
+        ``pr`` is None: `/sprout cancel all`)."""
         n = 0
         with self._lock:
-            for job in self.store.jobs(repo=repo, statuses=ACTIVE_JOB):
-                if job["status"] == "running" and job["ray_job_id"]:
+            for job in self.store.jobs(repo=repo, statuses=ACTIVE_JOB, pr=pr, limit=1000):
+                if job["status"] == "cancelling":
+                    continue
+                stopped = False
+                if job["status"] in ("running", "submitting") and job.get("submission_id"):
                     try:
-                        self.client().stop_job(job["ray_job_id"])
+                        _ray_call(self.client().stop_job, job["submission_id"])
+                        stopped = True
+                    except JobUnknown:
+                        pass  # never reached Ray, or Ray forgot it: nothing to stop
                     except Exception as e:
-                        log.warning("stopping %s: %s", job["ray_job_id"], e)
-                self.store.update_job(job["id"], status="cancelling" if job["status"] == "running" else "cancelled")
+                        log.warning("stopping %s: %s", job["submission_id"], e)
+                if stopped:
+                    self.store.update_job(job["id"], status="cancelling")
+                else:
+                    self.store.update_job(job["id"], status="cancelled", detail="cancelled before it ran")
+                    if job["status"] != "queued":
+                        k = KINDS[job["kind"]]
+                        self._report(job, "cancelled", f"{k['noun'].capitalize()} cancelled", "Cancelled.")
                 n += 1
         self.tick()
         return n
@@ -205,10 +325,13 @@ class Dispatcher:
     def tick(self) -> None:
         """Advance every repository's jobs one step; safe to call from any thread."""
         with self._lock:
-            for job in self.store.jobs(statuses=("running", "cancelling")):
+            for job in self.store.jobs(statuses=("submitting",), limit=1000):
+                self._submit(job)  # a crash between submit and record: ask Ray, never submit twice
+            for job in self.store.jobs(statuses=("running", "cancelling"), limit=1000):
                 self._poll(job)
-            busy = {(j["repo"], j["kind"]) for j in self.store.jobs(statuses=("running", "cancelling"))}
-            queued = sorted(self.store.jobs(statuses=("queued",)), key=lambda j: j["id"])
+            busy = {(j["repo"], j["kind"]) for j in self.store.jobs(statuses=("submitting", "running", "cancelling"),
+                                                                    limit=1000)}
+            queued = sorted(self.store.jobs(statuses=("queued",), limit=1000), key=lambda j: j["id"])
             for job in queued:
                 if (job["repo"], job["kind"]) not in busy:
                     self._submit(job)
@@ -224,37 +347,75 @@ class Dispatcher:
 
     def _submit(self, job: dict) -> None:
         k = KINDS[job["kind"]]
+        submission = job.get("submission_id") or f"sprout-{job['kind']}-{job['id']}-{job['sha'][:7]}"
+        if job["status"] == "queued":
+            # durable before Ray hears of it: a crash after this line is resolved by asking Ray
+            self.store.update_job(job["id"], status="submitting", submission_id=submission)
         try:
-            ray_id = self.client().submit_job(
-                entrypoint=self._entrypoint(job),
-                submission_id=f"sprout-{job['kind']}-{job['id']}-{job['sha'][:7]}",
-                metadata={"sprout_job": str(job["id"]), "kind": job["kind"], "repo": job["repo"],
-                          "sha": job["sha"]})
+            client = self.client()
+            try:
+                _ray_call(client.get_job_info, submission)
+                known = True
+            except JobUnknown:
+                known = False
+            if not known:
+                try:
+                    client.submit_job(entrypoint=self._entrypoint(job), submission_id=submission,
+                                      metadata={"sprout_job": str(job["id"]), "kind": job["kind"],
+                                                "repo": job["repo"], "sha": job["sha"]})
+                except RuntimeError as e:
+                    if "already exists" not in str(e):
+                        raise
         except Exception as e:
             self.store.update_job(job["id"], status="failed", detail=f"could not submit to Ray: {e}")
             self._report(job, "failure", f"Could not start {k['noun']}", f"Submitting to Ray failed: `{e}`")
             return
-        self.store.update_job(job["id"], status="running", ray_job_id=ray_id)
+        self.store.update_job(job["id"], status="running", ray_job_id=submission, missing_polls=0)
         try:
             gh = self.github.client(job["installation_id"])
             run = gh.start_check_run(job["repo"], k["check"], job["sha"], k["running"],
-                                     f"Ray job `{ray_id}` is running `{self._entrypoint(job)}`.")
+                                     f"Ray job `{submission}` is running `{self._entrypoint(job)}`.")
             self.store.update_job(job["id"], check_run_id=run.id)
         except GitHubError as e:
             log.warning("job %s: could not create the check run: %s", job["id"], e)
 
-    def _poll(self, job: dict) -> None:
-        try:
-            status = str(self.client().get_job_status(job["ray_job_id"]))
-        except Exception as e:
-            log.warning("polling %s: %s", job["ray_job_id"], e)
+    def _lose_all(self, reason: str) -> None:
+        for job in self.store.jobs(statuses=("submitting", "running", "cancelling"), limit=1000):
+            self._lose(job, reason)
+
+    def _lose(self, job: dict, reason: str) -> None:
+        k = KINDS[job["kind"]]
+        if job["status"] == "cancelling":
+            self.store.update_job(job["id"], status="cancelled", detail=f"cancelled ({reason})")
+            self._report(job, "cancelled", f"{k['noun'].capitalize()} cancelled", "Cancelled.")
             return
+        self.store.update_job(job["id"], status="lost", detail=reason)
+        self._report(job, "failure", f"{k['noun'].capitalize()} lost",
+                     f"Ray job `{job.get('ray_job_id') or job.get('submission_id')}` for `{job['sha'][:7]}` "
+                     f"was lost: {reason}. Nothing was trained or registered by this job; a maintainer "
+                     "can start it again.")
+
+    def _poll(self, job: dict) -> None:
+        ray_id = job["ray_job_id"] or job.get("submission_id")
+        try:
+            status = str(_ray_call(self.client().get_job_status, ray_id))
+        except Exception as e:
+            missing = (job.get("missing_polls") or 0) + 1
+            self.store.update_job(job["id"], missing_polls=missing)
+            log.warning("polling %s (%d/%d): %s", ray_id, missing, self.lost_after, e)
+            if missing >= self.lost_after:
+                why = ("Ray no longer knows this job (its head was restarted?)" if isinstance(e, JobUnknown)
+                       else f"Ray could not be reached {missing} times in a row ({type(e).__name__})")
+                self._lose(job, why)
+            return
+        if job.get("missing_polls"):
+            self.store.update_job(job["id"], missing_polls=0)
         if status not in TERMINAL:
             # the stage shown on the status page and in /sprout status, read from the log now and then
             if time.time() - self._stage_read.get(job["id"], 0) >= self.stage_every:
                 self._stage_read[job["id"]] = time.time()
                 try:
-                    stage = failed_stage(self.client().get_job_logs(job["ray_job_id"]))
+                    stage = failed_stage(self.client().get_job_logs(ray_id))
                 except Exception:
                     stage = None
                 if stage and stage != job.get("stage"):
@@ -266,7 +427,7 @@ class Dispatcher:
         if state == "succeeded":
             conclusion = k["success"]
         try:
-            logs = self.client().get_job_logs(job["ray_job_id"])
+            logs = self.client().get_job_logs(ray_id)
         except Exception as e:
             logs = f"(logs unavailable: {e})"
         tail = "\n".join(logs.splitlines()[-40:])
@@ -274,7 +435,7 @@ class Dispatcher:
                  "cancelled": f"{k['noun'].capitalize()} cancelled"}[state]
         report = extract_report(logs)
         stage = failed_stage(logs)
-        summary = (f"Ray job `{job['ray_job_id']}` for `{job['sha'][:7]}`: **{state}**"
+        summary = (f"Ray job `{ray_id}` for `{job['sha'][:7]}`: **{state}**"
                    + (f" at stage `{stage}`" if state == "failed" and stage else "") + ".\n\n"
                    + (report + "\n\n" if report else "")
                    + f"<details><summary>Log tail</summary>\n\n```\n{tail}\n```\n</details>")
@@ -283,7 +444,8 @@ class Dispatcher:
                                   verdict=verdict_of(report))
 
     def _report(self, job: dict, conclusion: str, title: str, summary: str) -> bool:
-        """Complete the check run and upsert the PR comment; False to try again later."""
+        """Complete the check run (or status) and upsert the PR comment. False: try again later
+        (a transient failure); a permanent refusal (4xx) is logged and recorded, not retried."""
         k = KINDS[job["kind"]]
         try:
             gh = self.github.client(job["installation_id"])
@@ -295,9 +457,14 @@ class Dispatcher:
                           else f"sprout:{job['kind']}:{job['pr']}")
                 gh.upsert_comment(job["repo"], job["pr"], marker, f"### {title}\n\n{summary}")
             return True
-        except GitHubError as e:
+        except Transient as e:
             log.warning("job %s: reporting failed, will retry: %s", job["id"], e)
             return False
+        except GitHubError as e:
+            log.error("job %s: GitHub refused the report, not retrying: %s", job["id"], e)
+            self.store.update_job(job["id"], stage=job.get("stage"), verdict=job.get("verdict"))
+            self.store.update_job(job["id"], detail=f"report refused by GitHub: {e}"[:2000])
+            return True
 
     def start(self) -> "Dispatcher":
         self._thread = threading.Thread(target=self._loop, name="sprout-dispatch", daemon=True)

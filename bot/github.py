@@ -26,9 +26,15 @@ class GitHubError(Exception):
 class Transient(GitHubError):
     """A GitHub call failed in a way worth retrying later (5xx, rate limit, network)."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, secondary: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        # GitHub's secondary limits: without Retry-After, wait at least a minute, more each time
+        self.secondary = secondary
+
+
+class PermissionMissing(GitHubError):
+    """GitHub answered 403: the token or App lacks a permission; the message names it."""
 
 
 @dataclass
@@ -73,10 +79,12 @@ def classified(name: str, stats: CallStats | None = None) -> Iterator[None]:
         if e.status >= 500 or e.status == 429 or secondary:
             if stats:
                 stats.add(name, "transient")
-            raise Transient(f"{name}: GitHub answered {e.status} {message}".strip(), _retry_after(e.headers)) from e
+            raise Transient(f"{name}: GitHub answered {e.status} {message}".strip(), _retry_after(e.headers),
+                            secondary=bool(secondary) or e.status == 429) from e
         if stats:
             stats.add(name, "error")
-        raise GitHubError(f"{name}: GitHub answered {e.status} {message}".strip()) from e
+        kind = PermissionMissing if e.status == 403 else GitHubError
+        raise kind(f"{name}: GitHub answered {e.status} {message}".strip()) from e
     # ChunkedEncodingError: the connection was cut mid-response. Retrying is safe: every write
     # first looks for what an earlier attempt may already have made (check run, comment marker).
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
@@ -96,6 +104,20 @@ class GitHub:
         self._clients: dict[int | None, Github] = {}
         self._lock = threading.Lock()
         self._app_auth = Auth.AppAuth(settings.app_id, settings.private_key) if settings.app_mode else None
+        self._login: str | None = None
+
+    def login(self) -> str:
+        """The bot's own GitHub login: the App's bot user ('slug[bot]') or the token's owner.
+        Only comments written by it are ever edited."""
+        if self._login is None:
+            if self._app_auth:
+                with classified("get_app", self.stats):
+                    self._login = f"{self.integration().get_app().slug}[bot]"
+            else:
+                gh = Github(auth=Auth.Token(self.settings.github_token), **self._kw)
+                with classified("get_user", self.stats):
+                    self._login = gh.get_user().login
+        return self._login
 
     def client(self, installation_id: int | None = None) -> "Client":
         key = installation_id if self._app_auth else None
@@ -110,7 +132,7 @@ class GitHub:
                 else:
                     auth = Auth.Token(self.settings.github_token)
                 gh = self._clients[key] = Github(auth=auth, **self._kw)
-        return Client(gh, self.stats)
+        return Client(gh, self.stats, app_mode=self._app_auth is not None, login=self.login)
 
     def integration(self) -> GithubIntegration:
         if not self._app_auth:
@@ -118,11 +140,32 @@ class GitHub:
         return GithubIntegration(auth=self._app_auth, base_url=self.settings.api_url, timeout=15)
 
 
+@dataclass
+class StatusRun:
+    """Token mode's stand-in for a check run: a commit status (only Apps may write check runs)."""
+
+    repo: str
+    name: str
+    head_sha: str
+    id: None = None
+
+
+# check-run conclusion -> commit status state
+STATUS_STATE = {"success": "success", "neutral": "success", "skipped": "success", "failure": "failure",
+                "cancelled": "error", "timed_out": "error", "action_required": "failure", "stale": "error"}
+
+
 class Client:
-    def __init__(self, gh: Github, stats: CallStats):
+    def __init__(self, gh: Github, stats: CallStats, app_mode: bool = True, login=None):
         self.gh = gh
         self.stats = stats
+        self.app_mode = app_mode
+        self._login = login
         self._repos: dict = {}
+
+    @property
+    def login(self) -> str:
+        return self._login() if callable(self._login) else (self._login or "")
 
     def _repo(self, full_name: str):
         if full_name not in self._repos:
@@ -157,13 +200,19 @@ class Client:
         return base64.b64decode(content.content) if content.content else b""
 
     def find_check_run(self, repo: str, name: str, head_sha: str):
+        if not self.app_mode:
+            return None
         with classified("list_check_runs", self.stats):
             runs = list(self._repo(repo).get_commit(head_sha).get_check_runs(check_name=name))
         return runs[0] if runs else None
 
     def start_check_run(self, repo: str, name: str, head_sha: str, title: str, summary: str,
                         details_url: str | None = None):
-        """The check run named ``name`` for ``head_sha``, reused if it exists (idempotent)."""
+        """The check run named ``name`` for ``head_sha``, reused if it exists (idempotent). In
+        token mode a pending commit status of that name instead."""
+        if not self.app_mode:
+            self._status(repo, head_sha, "pending", name, title)
+            return StatusRun(repo, name, head_sha)
         run = self.find_check_run(repo, name, head_sha)
         output = {"title": title, "summary": summary}
         if run is None:
@@ -177,7 +226,11 @@ class Client:
 
     def finish_check_run(self, run, conclusion: str, title: str, summary: str,
                          annotations: list[dict], text: str | None = None) -> None:
-        """Complete a check run, sending annotations in batches of at most 50 (GitHub's limit)."""
+        """Complete a check run, sending annotations in batches of at most 50 (GitHub's limit).
+        In token mode: the commit status's final state (the comment carries the findings)."""
+        if isinstance(run, StatusRun):
+            self._status(run.repo, run.head_sha, STATUS_STATE.get(conclusion, "error"), run.name, title)
+            return
         batches = [annotations[i:i + ANNOTATIONS_PER_REQUEST]
                    for i in range(0, len(annotations), ANNOTATIONS_PER_REQUEST)] or [[]]
         summary = summary[:MAX_COMMENT - 100]
@@ -190,14 +243,24 @@ class Client:
         with classified("update_check_run", self.stats):
             run.edit(status="completed", conclusion=conclusion, output=output)
 
+    def _status(self, repo: str, sha: str, state: str, context: str, description: str) -> None:
+        with classified("create_status", self.stats):
+            self.gh.requester.requestJsonAndCheck(
+                "POST", f"/repos/{repo}/statuses/{sha}",
+                input={"state": state, "description": (description or "")[:140], "context": context})
+
     def upsert_comment(self, repo: str, number: int, marker: str, body: str) -> list[int]:
         """One comment (or, over 65,536 characters, one per part), found by a hidden marker and
-        edited in place: a rerun never adds a second comment."""
+        edited in place: a rerun never adds a second comment. Only the bot's own comments count:
+        anyone can paste the marker into theirs."""
         parts = split_comment(body, marker)
+        me = self.login.lower()
         with classified("list_comments", self.stats):
             issue = self._repo(repo).get_issue(number)
             existing = {}
             for c in issue.get_comments():
+                if (c.user.login if c.user else "").lower() != me:
+                    continue
                 m = re.search(rf"<!-- {re.escape(marker)}(?::(\d+))? -->", c.body or "")
                 if m:
                     existing.setdefault(int(m.group(1) or 1), c)
@@ -233,11 +296,15 @@ class Client:
         return (data or {}).get("role_name") or (data or {}).get("permission") or "none"
 
     def in_team(self, team: str, login: str) -> bool:
+        """Raises ``PermissionMissing`` when GitHub refuses the lookup (the App needs
+        Organization permission *Members: read*; a token, read:org)."""
         org, slug = team.split("/", 1)
         try:
             with classified("get_team_membership", self.stats):
                 t = self.gh.get_organization(org).get_team_by_slug(slug)
                 membership = t.get_team_membership(login)
+        except PermissionMissing:
+            raise
         except GitHubError as e:
             if "404" in str(e):
                 return False

@@ -14,9 +14,9 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    webhook_secret: str
+    webhook_secret: str = field(repr=False)
     """Shared secret of the webhook (SPROUT_WEBHOOK_SECRET); deliveries are signed with it."""
-    github_token: str | None = None
+    github_token: str | None = field(default=None, repr=False)
     """A personal or fine-grained token (SPROUT_GITHUB_TOKEN): the simple mode."""
     app_id: int | None = None
     """GitHub App id (SPROUT_GITHUB_APP_ID); needs the App's private key."""
@@ -56,6 +56,9 @@ class Settings:
     (https://github.com/{repo}.git for github.com, https://HOST/{repo}.git for Enterprise)."""
     recover_interval: float = 600.0
     """Seconds between scans for failed deliveries to redeliver (App mode only)."""
+    status_token: str | None = field(default=None, repr=False)
+    """Bearer token for the status page and /metrics (SPROUT_STATUS_TOKEN); unset: they answer
+    only requests from loopback (they name repositories, which may be private)."""
 
     @property
     def app_mode(self) -> bool:
@@ -139,4 +142,5 @@ class Settings:
                    retrain_entrypoint=get("SPROUT_RETRAIN_ENTRYPOINT") or cls.retrain_entrypoint,
                    preview_entrypoint=get("SPROUT_PREVIEW_ENTRYPOINT") or cls.preview_entrypoint,
                    precheck_entrypoint=get("SPROUT_PRECHECK_ENTRYPOINT") or cls.precheck_entrypoint,
-                   runs_root=get("SPROUT_RUNS_ROOT") or cls.runs_root, git_url=get("SPROUT_GIT_URL"))
+                   runs_root=get("SPROUT_RUNS_ROOT") or cls.runs_root, git_url=get("SPROUT_GIT_URL"),
+                   status_token=get("SPROUT_STATUS_TOKEN"))

@@ -20,5 +20,7 @@ def verify(body: bytes, signature_256: str | None, secret: str) -> None:
         raise SignatureError("missing X-Hub-Signature-256")
     if not signature_256.startswith("sha256="):
         raise SignatureError("X-Hub-Signature-256 must start with 'sha256='")
-    if not hmac.compare_digest(sign(body, secret), signature_256.strip()):
+    # compare_digest refuses non-ASCII str (TypeError): compare bytes, so junk is a plain 401
+    given = signature_256.strip().encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(sign(body, secret).encode(), given):
         raise SignatureError("signature does not match the body")

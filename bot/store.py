@@ -51,9 +51,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_repo ON jobs (repo, status);
+CREATE TABLE IF NOT EXISTS pr_heads (
+    repo TEXT NOT NULL,
+    pr INTEGER NOT NULL,
+    sha TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (repo, pr, sha)
+);
 """
 
-ACTIVE_JOB = ("queued", "running")
+ACTIVE_JOB = ("queued", "submitting", "running", "cancelling")
 
 
 @dataclass
@@ -84,9 +91,13 @@ class Store:
         self.db.executescript(SCHEMA)
         # stores written before a column existed gain it (SQLite adds columns in place)
         have = {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}
-        for column in ("base_sha", "stage", "verdict"):
+        for column in ("base_sha", "stage", "verdict", "key", "submission_id"):
             if column not in have:
                 self.db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
+        if "missing_polls" not in have:
+            self.db.execute("ALTER TABLE jobs ADD COLUMN missing_polls INTEGER NOT NULL DEFAULT 0")
+        # one job per idempotency key: a retried delivery finds the job it queued before
+        self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs (key) WHERE key IS NOT NULL")
 
     def close(self) -> None:
         with self.lock:
@@ -108,8 +119,15 @@ class Store:
     def has_delivery(self, delivery_id: str) -> bool:
         return self._x("SELECT 1 FROM deliveries WHERE id = ?", (delivery_id,)).fetchone() is not None
 
-    def claim(self, worker: str, lease_seconds: float) -> Delivery | None:
+    def claim(self, worker: str, lease_seconds: float, max_attempts: int | None = None) -> Delivery | None:
         now = time.time()
+        if max_attempts:
+            # A delivery whose lease ran out N times killed (or hung) the worker each time: park it
+            # as poison instead of handing it to the next worker for ever.
+            self._x("UPDATE deliveries SET status = 'poison', finished_at = ?, lease_until = NULL,"
+                    " last_error = 'poison: the worker died or hung ' || attempts || ' times handling it'"
+                    " || COALESCE(' (last error: ' || last_error || ')', '')"
+                    " WHERE status = 'running' AND lease_until < ? AND attempts >= ?", (now, now, max_attempts))
         row = self._x(
             "UPDATE deliveries SET status = 'running', attempts = attempts + 1, worker = ?, lease_until = ?"
             " WHERE id = (SELECT id FROM deliveries WHERE (status = 'pending' AND next_at <= ?)"
@@ -118,14 +136,30 @@ class Store:
             (worker, now + lease_seconds, now, now)).fetchone()
         return Delivery(**dict(row)) if row else None
 
-    def finish(self, delivery_id: str, status: str = "done", handler_ms: float | None = None,
-               error: str | None = None) -> None:
-        self._x("UPDATE deliveries SET status = ?, finished_at = ?, handler_ms = ?, last_error = ?,"
-                " lease_until = NULL WHERE id = ?", (status, time.time(), handler_ms, error, delivery_id))
+    def renew(self, delivery_id: str, worker: str, lease_seconds: float) -> bool:
+        """Extend the lease while a handler works; False when another worker took it over."""
+        cur = self._x("UPDATE deliveries SET lease_until = ? WHERE id = ? AND worker = ? AND status = 'running'",
+                      (time.time() + lease_seconds, delivery_id, worker))
+        return cur.rowcount == 1
 
-    def reschedule(self, delivery_id: str, delay: float, error: str) -> None:
-        self._x("UPDATE deliveries SET status = 'pending', next_at = ?, last_error = ?, lease_until = NULL"
-                " WHERE id = ?", (time.time() + delay, error, delivery_id))
+    def finish(self, delivery_id: str, status: str = "done", handler_ms: float | None = None,
+               error: str | None = None, worker: str | None = None) -> bool:
+        """Record the outcome; with ``worker``, only if that worker still owns the delivery."""
+        sql = ("UPDATE deliveries SET status = ?, finished_at = ?, handler_ms = ?, last_error = ?,"
+               " lease_until = NULL WHERE id = ?")
+        args: tuple = (status, time.time(), handler_ms, error, delivery_id)
+        if worker is not None:
+            sql += " AND worker = ? AND status = 'running'"
+            args += (worker,)
+        return self._x(sql, args).rowcount == 1
+
+    def reschedule(self, delivery_id: str, delay: float, error: str, worker: str | None = None) -> bool:
+        sql = "UPDATE deliveries SET status = 'pending', next_at = ?, last_error = ?, lease_until = NULL WHERE id = ?"
+        args: tuple = (time.time() + delay, error, delivery_id)
+        if worker is not None:
+            sql += " AND worker = ? AND status = 'running'"
+            args += (worker,)
+        return self._x(sql, args).rowcount == 1
 
     def counts(self) -> dict[str, int]:
         rows = self._x("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status").fetchall()
@@ -150,12 +184,35 @@ class Store:
 
     # -- jobs ------------------------------------------------------------------------------
     def add_job(self, repo: str, pr: int | None, sha: str, kind: str, installation_id: int | None,
-                status: str = "queued", base_sha: str | None = None) -> int:
+                status: str = "queued", base_sha: str | None = None, key: str | None = None) -> int:
+        """A new job's id; with a ``key`` already stored, the existing job's id (idempotent)."""
         now = time.time()
-        cur = self._x("INSERT INTO jobs (repo, pr, sha, base_sha, kind, status, installation_id, created_at,"
-                      " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (repo, pr, sha, base_sha, kind, status, installation_id, now, now))
-        return int(cur.lastrowid)
+        with self.lock:
+            if key is not None:
+                row = self.db.execute("SELECT id FROM jobs WHERE key = ?", (key,)).fetchone()
+                if row:
+                    return int(row["id"])
+            cur = self.db.execute(
+                "INSERT INTO jobs (repo, pr, sha, base_sha, kind, status, installation_id, key, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (repo, pr, sha, base_sha, kind, status, installation_id, key, now, now))
+            return int(cur.lastrowid)
+
+    def job_by_key(self, key: str) -> dict | None:
+        row = self._x("SELECT * FROM jobs WHERE key = ?", (key,)).fetchone()
+        return dict(row) if row else None
+
+    # -- pull request heads: what a commenter saw ------------------------------------------
+    def saw_head(self, repo: str, pr: int, sha: str, at: float) -> None:
+        """Remember that ``sha`` was the head of ``pr`` at ``at`` (the earliest sighting wins)."""
+        self._x("INSERT INTO pr_heads (repo, pr, sha, seen_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (repo, pr, sha) DO UPDATE SET seen_at = MIN(seen_at, excluded.seen_at)",
+                (repo, pr, sha, at))
+
+    def head_seen_at(self, repo: str, pr: int, sha: str) -> float | None:
+        row = self._x("SELECT seen_at FROM pr_heads WHERE repo = ? AND pr = ? AND sha = ?",
+                      (repo, pr, sha)).fetchone()
+        return row["seen_at"] if row else None
 
     def update_job(self, job_id: int, **fields: Any) -> None:
         if not fields:
@@ -168,11 +225,14 @@ class Store:
         return dict(row) if row else None
 
     def jobs(self, repo: str | None = None, statuses: tuple[str, ...] | None = None, limit: int = 50,
-             kind: str | None = None) -> list[dict]:
+             kind: str | None = None, pr: int | None = None) -> list[dict]:
         sql, args = "SELECT * FROM jobs WHERE 1=1", []
         if repo:
             sql += " AND repo = ?"
             args.append(repo)
+        if pr is not None:
+            sql += " AND pr = ?"
+            args.append(pr)
         if kind:
             sql += " AND kind = ?"
             args.append(kind)

@@ -45,6 +45,18 @@ def backoff(attempt: int) -> float:
     return min(MAX_BACKOFF, 2.0 ** attempt) * (0.75 + random.random() / 2)
 
 
+def secondary_backoff(attempt: int) -> float:
+    """GitHub's secondary rate limits without Retry-After: at least a minute, doubling."""
+    return min(3600.0, 60.0 * 2.0 ** max(0, attempt - 1))
+
+
+def retry_delay(transient: Transient, attempt: int) -> float:
+    delay = max(transient.retry_after or 0.0, backoff(attempt))
+    if transient.secondary and transient.retry_after is None:
+        delay = max(delay, secondary_backoff(attempt))
+    return delay
+
+
 class Worker:
     def __init__(self, ctx: Context, router: Router, name: str | None = None, poll: float = 0.2):
         self.ctx = ctx
@@ -57,24 +69,48 @@ class Worker:
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> bool:
-        delivery = self.ctx.store.claim(self.name, self.ctx.settings.lease_seconds)
+        delivery = self.ctx.store.claim(self.name, self.ctx.settings.lease_seconds,
+                                        self.ctx.settings.max_attempts)
         if delivery is None:
             return False
         self.process(delivery)
         return True
 
     def process(self, d: Delivery) -> None:
-        store, settings = self.ctx.store, self.ctx.settings
+        store = self.ctx.store
         try:
             payload = d.payload
         except ValueError as e:
-            store.finish(d.id, "failed", error=f"stored body is not JSON: {e}")
+            store.finish(d.id, "failed", error=f"stored body is not JSON: {e}", worker=self.name)
             return
         event = Event(d.event, d.action, payload, d.id)
         handlers = self.router.handlers(d.event, d.action)
         if not handlers:
-            store.finish(d.id, "ignored")
+            store.finish(d.id, "ignored", worker=self.name)
             return
+        # Renew the lease while the handlers work, so that a slow handler is not taken over.
+        done = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(d.id, done), daemon=True,
+                                   name=f"sprout-lease-{d.id[:8]}")
+        renewer.start()
+        try:
+            self._run(d, event, handlers)
+        finally:
+            done.set()
+            renewer.join(5)
+
+    def _renew(self, delivery_id: str, done: threading.Event) -> None:
+        lease = self.ctx.settings.lease_seconds
+        while not done.wait(lease / 3):
+            try:
+                if not self.ctx.store.renew(delivery_id, self.name, lease):
+                    log.warning("delivery %s: lease lost to another worker", delivery_id)
+                    return
+            except Exception:
+                log.exception("renewing the lease of %s", delivery_id)
+
+    def _run(self, d: Delivery, event: Event, handlers) -> None:
+        store, settings = self.ctx.store, self.ctx.settings
         start = time.perf_counter()
         errors: list[str] = []
         transient: Transient | None = None
@@ -93,15 +129,18 @@ class Worker:
         self.times.observe(elapsed)
         if transient is not None:
             if d.attempts >= settings.max_attempts:
-                store.finish(d.id, "failed", elapsed * 1000, f"gave up after {d.attempts} attempts: {transient}")
+                store.finish(d.id, "failed", elapsed * 1000, f"gave up after {d.attempts} attempts: {transient}",
+                             worker=self.name)
                 log.error("delivery %s parked as failed: %s", d.id, transient)
             else:
-                delay = max(transient.retry_after or 0.0, backoff(d.attempts))
+                delay = retry_delay(transient, d.attempts)
                 self.retries += 1
-                store.reschedule(d.id, delay, str(transient))
+                store.reschedule(d.id, delay, str(transient), worker=self.name)
                 log.warning("delivery %s attempt %d: %s; retrying in %.1fs", d.id, d.attempts, transient, delay)
             return
-        store.finish(d.id, "failed" if errors else "done", elapsed * 1000, "; ".join(errors) or None)
+        if not store.finish(d.id, "failed" if errors else "done", elapsed * 1000, "; ".join(errors) or None,
+                            worker=self.name):
+            log.warning("delivery %s: finished after another worker took it over; its outcome stands", d.id)
 
     # -- background thread -----------------------------------------------------------------
     def start(self) -> "Worker":

@@ -21,6 +21,7 @@ from bot.signature import sign
 from bot.store import Store
 from tests.conftest import ROOT
 from tests.github_emulator import Emulator
+from tests.github_emulator.state import iso
 
 SECRET = "test-secret-0123456789"
 REPO = "octo-org/taxonomy"
@@ -35,9 +36,16 @@ def emulator():
 
 
 @pytest.fixture
-def settings(emulator, tmp_path) -> Settings:
-    return Settings(webhook_secret=SECRET, github_token="ghp_test", api_url=emulator.url,
+def settings(emulator, tmp_path, pem) -> Settings:
+    """GitHub App mode: the only mode in which GitHub lets the bot write check runs."""
+    return Settings(webhook_secret=SECRET, app_id=12345, private_key=pem, api_url=emulator.url,
                     database_url=f"sqlite:///{tmp_path}/bot.db", max_attempts=5, lease_seconds=5)
+
+
+@pytest.fixture
+def token_settings(settings) -> Settings:
+    """Token mode (a personal or fine-grained token): commit statuses instead of check runs."""
+    return replace(settings, github_token="ghp_test", app_id=None, private_key=None)
 
 
 def free_port() -> int:
@@ -148,7 +156,8 @@ def pr_payload(action: str, number: int, head_sha: str, base_sha: str = "b" * 40
     payload["action"] = action
     payload["number"] = number
     pr = payload["pull_request"]
-    pr.update(number=number, merged=merged, merge_commit_sha=merge_sha, state="closed" if action == "closed" else "open")
+    pr.update(number=number, merged=merged, merge_commit_sha=merge_sha, state="closed" if action == "closed" else "open",
+              updated_at=iso())
     pr["head"]["sha"], pr["base"]["sha"] = head_sha, base_sha
     payload["repository"]["full_name"] = REPO
     payload["repository"]["name"] = REPO.split("/")[1]
@@ -165,7 +174,8 @@ def comment_payload(comment: dict, number: int, author: str, action: str = "crea
     payload = json.loads(path.read_text()) if path.exists() else {"issue": {}, "comment": {}, "repository": {}}
     payload["action"] = action
     payload["issue"].update(number=number, pull_request={"url": f"https://api.github.com/repos/{REPO}/pulls/{number}"})
-    payload["comment"].update(id=comment["id"], body=comment["body"],
+    payload["comment"].update(id=comment["id"], body=comment["body"], created_at=comment.get("created_at", iso()),
+                              updated_at=comment.get("updated_at", iso()),
                               user={"login": author, "type": author_type, "id": 1})
     payload["repository"]["full_name"] = REPO
     if installation is not None:

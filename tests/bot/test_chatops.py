@@ -70,6 +70,7 @@ def test_costly_command_allowed_with_maintain(bot, emulator, pr):
 
 def test_trusted_team_member_is_allowed_and_empty_list_grants_nothing(make_bot, settings, emulator, pr):
     emulator.state.teams[("octo-org", "trainers")] = {"teammate"}
+    emulator.state.installation_permissions["members"] = "read"  # Organization > Members: read
     plain = make_bot(settings)
     say(plain, emulator, "teammate", "/sprout generate")
     assert "needs write" in bot_replies(emulator)[-1]
@@ -103,3 +104,13 @@ def test_ignored_comments(bot, emulator, pr):
     bot.deliver("issue_comment", payload)
     bot.wait_idle()
     assert bot_replies(emulator) == []
+
+
+def test_team_lookup_without_members_permission_is_a_clear_reply(make_bot, settings, emulator, pr):
+    emulator.state.teams[("octo-org", "trainers")] = {"teammate"}
+    assert "members" not in emulator.state.installation_permissions  # GitHub answers 403
+    bot = make_bot(replace(settings, trusted_teams=("octo-org/trainers",)))
+    say(bot, emulator, "teammate", "/sprout generate")
+    reply = bot_replies(emulator)[-1]
+    assert "Members: read" in reply and "403" in reply
+    assert bot.store.jobs() == []

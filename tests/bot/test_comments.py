@@ -20,7 +20,7 @@ def test_single_huge_line_is_cut():
 
 def test_upsert_long_comment_against_the_emulator(emulator, settings):
     emulator.add_pull(REPO, 1, "b" * 40, "h" * 40, {}, {})
-    gh = GitHub(settings, seconds_between_writes=None).client(None)
+    gh = GitHub(settings, seconds_between_writes=None).client(42)
     long_body = "".join(f"line {i} {'z' * 100}\n" for i in range(1500))
     first = gh.upsert_comment(REPO, 1, "sprout:report", long_body)
     again = gh.upsert_comment(REPO, 1, "sprout:report", long_body)

@@ -21,9 +21,10 @@ LEAF = "compositional_skills/math/arithmetic/qna.yaml"
 
 
 class BotProcess:
-    def __init__(self, emulator, db):
+    def __init__(self, emulator, db, pem):
         self.port = free_port()
-        env = {**os.environ, "SPROUT_WEBHOOK_SECRET": SECRET, "SPROUT_GITHUB_TOKEN": "ghp_test",
+        env = {**os.environ, "SPROUT_WEBHOOK_SECRET": SECRET, "SPROUT_GITHUB_APP_ID": "12345",
+               "SPROUT_GITHUB_PRIVATE_KEY": pem,
                "SPROUT_GITHUB_API_URL": emulator.url, "SPROUT_DATABASE_URL": f"sqlite:///{db}",
                "SPROUT_LEASE_SECONDS": "2"}
         self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "bot", "serve", "--port",
@@ -70,13 +71,13 @@ def wait_for(predicate, timeout=60):
 
 
 @pytest.mark.slow
-def test_kill_9_mid_delivery_then_restart(emulator, tmp_path):
+def test_kill_9_mid_delivery_then_restart(emulator, tmp_path, pem):
     db = tmp_path / "bot.db"
     for n in (1, 2, 3):
         emulator.add_pull(REPO, n, "b" * 40, f"{n}" * 40, {}, {LEAF: SKILL, LEAF.replace("qna.yaml", "attribution.txt"): ATTRIBUTION})
     # The check-run creation hangs for 3 s and then happens anyway: the bot dies not knowing.
     emulator.inject(Fault("POST", r"/check-runs$", status=0, delay=3, times=1))
-    bot = BotProcess(emulator, db)
+    bot = BotProcess(emulator, db, pem)
     ids = [str(uuid.uuid4()) for _ in range(3)]
     try:
         for n, d in zip((1, 2, 3), ids):
@@ -87,7 +88,7 @@ def test_kill_9_mid_delivery_then_restart(emulator, tmp_path):
     finally:
         bot.stop()
     time.sleep(3.5)  # the hung request finishes (or not) while the bot is down
-    bot = BotProcess(emulator, db)
+    bot = BotProcess(emulator, db, pem)
     try:
         wait_for(lambda: set(statuses(db).values()) == {"done"})
     finally:

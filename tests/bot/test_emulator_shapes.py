@@ -1,6 +1,7 @@
 """The emulator answers in the shapes real GitHub recorded (PyGithub's own test recordings)."""
 
 import json
+import time
 import re
 from pathlib import Path
 
@@ -62,17 +63,21 @@ def test_emulator_shapes_match_recordings():
     with Emulator() as emu:
         emu.add_repo(REPO)
         emu.state.installations.update({30614431: "x", 30614487: "y"})
+        # an installation token: only Apps may write check runs, and edit their own comments
+        app = "ghs_" + "0" * 36
+        emu.state.tokens[app] = time.time() + 3600
         for name, kind, e in exchanges():
             recorded = sample(e.response)
             path = re.sub(r"^/repos/[^/]+/[^/]+", f"/repos/{REPO}", e.path)
             _seed(emu, kind, path, recorded)
-            headers = {"Authorization": "Bearer a.b.c"} if kind == "token" else {}
+            headers = ({"Authorization": "Bearer a.b.c"} if kind == "token"
+                       else {"Authorization": f"token {app}"} if kind in ("check_run", "comment") else {})
             body = json.loads(e.request_body) if e.request_body and e.request_body.startswith("{") else None
             if kind == "check_run" and e.verb in ("PATCH", "GET"):
-                run_id = _create_check(emu)
+                run_id = _create_check(emu, headers)
                 path = re.sub(r"/check-runs/\d+", f"/check-runs/{run_id}", path)
             if kind == "comment" and e.verb in ("PATCH", "GET") and "/comments/" in path:
-                c = emu.add_comment(REPO, 31, "someone", "hi")
+                c = emu.add_comment(REPO, 31, f"{emu.state.app_slug}[bot]", "hi")
                 path = re.sub(r"/comments/\d+", f"/comments/{c['id']}", path)
             r = httpx.request(e.verb, emu.url + path, json=body, headers=headers)
             assert r.status_code == e.status or (200 <= r.status_code < 300), (name, path, r.status_code, r.text[:200])
@@ -101,8 +106,8 @@ def _seed(emu, kind, path, recorded):
         emu.add_commit(REPO, m.group(1), {"a.md": "x"})
 
 
-def _create_check(emu) -> int:
-    r = httpx.post(f"{emu.url}/repos/{REPO}/check-runs", json={"name": "x", "head_sha": "a" * 40})
+def _create_check(emu, headers) -> int:
+    r = httpx.post(f"{emu.url}/repos/{REPO}/check-runs", json={"name": "x", "head_sha": "a" * 40}, headers=headers)
     return r.json()["id"]
 
 

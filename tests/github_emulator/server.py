@@ -36,6 +36,7 @@ class Fault:
     delay: float = 0.0
     message: str = "Server Error"
     drop: bool = False  # start a 200 response, then cut the connection mid-body
+    secondary: bool = False  # a secondary rate limit: 403 with GitHub's message, no Retry-After
 
 
 def _user(login: str, base: str, kind: str = "User") -> dict:
@@ -120,6 +121,14 @@ class Emulator:
         self.state.repos[full_name].pulls[number] = pull
         return pull
 
+    def push(self, full_name: str, number: int, head_sha: str, files: dict, at: float | None = None) -> Pull:
+        """The author pushes (or force-pushes) ``head_sha`` to the pull request at ``at``."""
+        pull = self.state.repos[full_name].pulls[number]
+        self.add_commit(full_name, head_sha, files)
+        pull.head_sha = head_sha
+        pull.updated_at = at if at is not None else time.time()
+        return pull
+
     def add_comment(self, full_name: str, number: int, author: str, body: str) -> dict:
         """A comment written by a person (as the webhook for it would describe)."""
         repo = self.state.repos[full_name]
@@ -167,6 +176,9 @@ class Emulator:
         with self.state.lock:
             self.faults.append(fault)
 
+    def statuses(self, full_name: str, sha: str | None = None) -> list[dict]:
+        return [x for x in self.state.repos[full_name].statuses if sha is None or x["_sha"] == sha]
+
     def check_runs(self, full_name: str) -> list[dict]:
         return list(self.state.repos[full_name].check_runs.values())
 
@@ -212,8 +224,9 @@ class Emulator:
                 headers = {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4999"}
                 body: dict[str, Any] = {"message": fault.message,
                                         "documentation_url": "https://docs.github.com/rest"}
-                if fault.retry_after is not None:
-                    headers["Retry-After"] = str(fault.retry_after)
+                if fault.retry_after is not None or fault.secondary:
+                    if fault.retry_after is not None:
+                        headers["Retry-After"] = str(fault.retry_after)
                     body["message"] = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
                 if fault.rate_limit_reset is not None:
                     headers["X-RateLimit-Remaining"] = "0"
@@ -235,6 +248,24 @@ class Emulator:
 
         def base(request: Request) -> str:
             return str(request.base_url).rstrip("/")
+
+        def caller(request: Request) -> str | None:
+            """Who is calling: the App's bot user for an installation token, the token's owner
+            for a personal token (GitHub attributes comments this way)."""
+            auth = request.headers.get("authorization", "")
+            if auth.startswith("token ghs_"):
+                return f"{st.app_slug}[bot]"
+            if auth.lower().startswith(("token ", "bearer ")) and auth.count(".") != 2:
+                return st.token_user
+            return None
+
+        def app_only(request: Request) -> JSONResponse | None:
+            # Only GitHub Apps may write check runs; a personal token gets 403.
+            if not request.headers.get("authorization", "").startswith("token ghs_"):
+                return JSONResponse({"message": "You must authenticate via a GitHub App.",
+                                     "documentation_url": "https://docs.github.com/rest/checks/runs#create-a-check-run",
+                                     "status": "403"}, 403)
+            return None
 
         def not_found() -> JSONResponse:
             return JSONResponse({"message": "Not Found",
@@ -283,7 +314,8 @@ class Emulator:
                              "repo": head_repo, "user": _user(p.user, b)},
                     "base": {"sha": p.base_sha, "ref": p.base_ref, "label": f"{repo.owner}:{p.base_ref}",
                              "repo": repo_json(repo, b), "user": _user(repo.owner, b)},
-                    "changed_files": len(p.files), "draft": False}
+                    "changed_files": len(p.files), "draft": False,
+                    "created_at": iso(p.created_at), "updated_at": iso(p.updated_at)}
 
         @app.get("/repos/{owner}/{name}/pulls/{number}")
         def get_pull(owner: str, name: str, number: int, request: Request):
@@ -363,6 +395,9 @@ class Emulator:
             repo = st.repo(f"{owner}/{name}")
             if not repo:
                 return not_found()
+            denied = app_only(request)
+            if denied:
+                return denied
             body = await request.json()
             if not body.get("name") or not body.get("head_sha"):
                 return JSONResponse({"message": "Invalid request.", "errors": ["name and head_sha are required"]}, 422)
@@ -382,6 +417,9 @@ class Emulator:
             repo = st.repo(f"{owner}/{name}")
             if not repo or run_id not in repo.check_runs:
                 return not_found()
+            denied = app_only(request)
+            if denied:
+                return denied
             body = await request.json()
             with st.lock:
                 err = apply_check(repo, repo.check_runs[run_id], body)
@@ -467,7 +505,7 @@ class Emulator:
                      "message": "Body is too long (maximum is 65536 characters)"}]}, 422)
             with st.lock:
                 c = {"id": st.next_id(), "node_id": "IC_x", "body": body, "created_at": iso(),
-                     "updated_at": iso(), "_number": number, "_author": f"{st.app_slug}[bot]"}
+                     "updated_at": iso(), "_number": number, "_author": caller(request) or "ghost"}
                 repo.comments[c["id"]] = c
             return JSONResponse(comment_json(repo, c, base(request)), 201)
 
@@ -483,6 +521,10 @@ class Emulator:
             repo = st.repo(f"{owner}/{name}")
             if not repo or cid not in repo.comments:
                 return not_found()
+            if repo.comments[cid]["_author"] != caller(request):
+                return JSONResponse({"message": "Resource not accessible by integration",
+                                     "documentation_url": "https://docs.github.com/rest/issues/comments#update-an-issue-comment",
+                                     "status": "403"}, 403)
             body = (await request.json()).get("body", "")
             if len(body) > 65536:
                 return JSONResponse({"message": "Validation Failed"}, 422)
@@ -531,6 +573,11 @@ class Emulator:
 
         @app.get("/orgs/{org}/teams/{slug}/memberships/{login}")
         def membership(org: str, slug: str, login: str, request: Request):
+            if request.headers.get("authorization", "").startswith("token ghs_") and \
+                    "members" not in st.installation_permissions:
+                return JSONResponse({"message": "Resource not accessible by integration",
+                                     "documentation_url": "https://docs.github.com/rest/teams/members#get-team-membership-for-a-user",
+                                     "status": "403"}, 403)
             if login not in st.teams.get((org, slug), set()):
                 return not_found()
             return {"state": "active", "role": "member",
@@ -554,9 +601,7 @@ class Emulator:
             expires = time.time() + 3600
             st.tokens[token] = expires
             return JSONResponse({"token": token, "expires_at": iso(expires),
-                                 "permissions": {"checks": "write", "contents": "read",
-                                                 "pull_requests": "write", "issues": "write",
-                                                 "metadata": "read"},
+                                 "permissions": dict(st.installation_permissions),
                                  "repository_selection": "all"}, 201)
 
         @app.get("/app/hook/deliveries")
@@ -569,6 +614,56 @@ class Emulator:
                 return not_found()
             st.redelivery_requests.append(did)
             return JSONResponse({}, 202)
+
+        @app.get("/user")
+        def me(request: Request):
+            login = caller(request)
+            if login is None or login.endswith("[bot]"):
+                return JSONResponse({"message": "Resource not accessible by integration"}, 403)
+            return _user(login, base(request))
+
+        @app.get("/app")
+        def the_app(request: Request):
+            auth = request.headers.get("authorization", "")
+            if not auth.lower().startswith("bearer ") or auth.count(".") != 2:
+                return JSONResponse({"message": "A JSON web token could not be decoded"}, 401)
+            b = base(request)
+            return {"id": 1, "slug": st.app_slug, "node_id": "A_1", "name": "Sprout",
+                    "owner": _user("octo-org", b, "Organization"), "description": "",
+                    "external_url": "https://example.com", "html_url": f"https://github.com/apps/{st.app_slug}",
+                    "created_at": iso(), "updated_at": iso(), "permissions": dict(st.installation_permissions),
+                    "events": ["pull_request", "issue_comment"]}
+
+        @app.post("/repos/{owner}/{name}/statuses/{sha}")
+        async def create_status(owner: str, name: str, sha: str, request: Request):
+            repo = st.repo(f"{owner}/{name}")
+            if not repo:
+                return not_found()
+            body = await request.json()
+            if body.get("state") not in ("error", "failure", "pending", "success"):
+                return JSONResponse({"message": "Validation Failed", "errors": [
+                    {"resource": "Status", "field": "state", "code": "custom"}]}, 422)
+            if len(body.get("description") or "") > 140:
+                return JSONResponse({"message": "Validation Failed", "errors": [
+                    {"resource": "Status", "field": "description", "code": "custom",
+                     "message": "description is too long (maximum is 140 characters)"}]}, 422)
+            b = base(request)
+            with st.lock:
+                status = {"id": st.next_id(), "node_id": "SC_x", "state": body["state"],
+                          "description": body.get("description"), "target_url": body.get("target_url"),
+                          "context": body.get("context") or "default", "created_at": iso(), "updated_at": iso(),
+                          "url": f"{b}/repos/{repo.full_name}/statuses/{sha}", "_sha": sha,
+                          "avatar_url": None, "creator": _user(caller(request) or "ghost", b)}
+                repo.statuses.append(status)
+            return JSONResponse({k: v for k, v in status.items() if not k.startswith("_")}, 201)
+
+        @app.get("/repos/{owner}/{name}/commits/{sha}/statuses")
+        def list_statuses(owner: str, name: str, sha: str, request: Request):
+            repo = st.repo(f"{owner}/{name}")
+            if not repo:
+                return not_found()
+            return paginate(request, [{k: v for k, v in x.items() if not k.startswith("_")}
+                                      for x in reversed(repo.statuses) if x["_sha"] == sha])
 
         @app.get("/rate_limit")
         def rate_limit():

@@ -26,6 +26,8 @@ class Pull:
     merge_sha: str | None = None
     fork: bool = False
     files: list = field(default_factory=list)  # dicts: filename, status, previous_filename?
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)  # GitHub bumps it on every push
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Repo:
     annotations: dict = field(default_factory=dict)  # check run id -> list
     comments: dict = field(default_factory=dict)  # id -> dict (issue comments)
     reactions: list = field(default_factory=list)
+    statuses: list = field(default_factory=list)  # commit statuses, oldest first
 
     @property
     def full_name(self) -> str:
@@ -56,6 +59,10 @@ class State:
         self.installations: dict[int, str] = {}  # id -> account login
         self.tokens: dict[str, float] = {}  # token -> expiry
         self.app_slug = "sprout-bot"
+        self.token_user = "sprout-maintainer"  # whom a personal token (ghp_...) belongs to
+        # what an installation token may do; GitHub answers 403 for team lookups without members
+        self.installation_permissions = {"checks": "write", "contents": "read", "pull_requests": "write",
+                                         "issues": "write", "metadata": "read", "statuses": "write"}
         self.hook_deliveries: list[dict] = []  # GET /app/hook/deliveries
         self.redelivery_requests: list[int] = []
         self.calls: list[tuple[str, str, int]] = []
