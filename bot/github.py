@@ -72,7 +72,10 @@ def classified(name: str, stats: CallStats | None = None) -> Iterator[None]:
     except RateLimitExceededException as e:
         if stats:
             stats.add(name, "rate_limited")
-        raise Transient(f"{name}: rate limited ({e.status})", _retry_after(e.headers)) from e
+        headers = {k.lower(): v for k, v in (e.headers or {}).items()}
+        primary = headers.get("x-ratelimit-remaining") == "0"  # else GitHub's secondary limits
+        raise Transient(f"{name}: rate limited ({e.status}{'' if primary else ', secondary rate limit'})",
+                        _retry_after(e.headers), secondary=not primary) from e
     except GithubException as e:
         message = e.data.get("message", "") if isinstance(e.data, dict) else str(e.data)
         secondary = e.status in (403, 429) and ("rate limit" in message.lower() or _retry_after(e.headers))

@@ -62,11 +62,22 @@ def test_cancel_and_coalesce(make_bot, settings, emulator, ray_head):
         bot.wait_idle()
     jobs = {j["sha"][0]: j["status"] for j in bot.store.jobs()}
     assert jobs == {"p": "running", "q": "superseded", "r": "queued"}  # one at a time; newest wins
+    # /sprout cancel on PR 3 cancels PR 3's job only; the next merge's retrain then starts
     c = emulator.add_comment(REPO, 3, "maintainer", "/sprout cancel")
     bot.deliver("issue_comment", comment_payload(c, 3, "maintainer"))
+    bot.wait_idle()
+    assert any("cancelled 1 job(s) for this pull request" in x["body"] for x in emulator.comments(REPO, 3))
+    wait_job(bot, {"cancelled", "superseded", "running"}, timeout=60)
+    assert {j["sha"][0]: j["status"] for j in bot.store.jobs()}["r"] in ("queued", "submitting", "running")
+    # a writer may not cancel everything; a maintainer may
+    c = emulator.add_comment(REPO, 4, "writer", "/sprout cancel all")
+    bot.deliver("issue_comment", comment_payload(c, 4, "writer"))
+    bot.wait_idle()
+    assert "needs maintain or admin" in emulator.comments(REPO, 4)[-1]["body"]
+    c = emulator.add_comment(REPO, 4, "maintainer", "/sprout cancel all")
+    bot.deliver("issue_comment", comment_payload(c, 4, "maintainer"))
     final = wait_job(bot, {"cancelled", "superseded"}, timeout=60)
     assert sorted(j["status"] for j in final) == ["cancelled", "cancelled", "superseded"]
-    assert any("cancelled 2 job(s)" in x["body"] for x in emulator.comments(REPO, 3))
 
 
 def test_report_from_the_job_log_is_posted(make_bot, settings, emulator, ray_head):
