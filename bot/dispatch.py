@@ -46,6 +46,13 @@ TERMINAL = {"SUCCEEDED": ("succeeded", "success"), "FAILED": ("failed", "failure
 LOST_AFTER = 5  # polls in a row in which Ray does not know a job (or cannot be reached)
 
 
+def _transient_ray_error(e: Exception) -> bool:
+    import requests
+    text = str(e)
+    return (isinstance(e, (requests.ConnectionError, requests.Timeout))
+            or "No available agent" in text or "status code 50" in text)
+
+
 class JobUnknown(Exception):
     """Ray answered that it has no job by that id."""
 
@@ -118,7 +125,10 @@ class LocalRayHead:
         env = {**job_environment(), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
         cmd = [ray, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
                "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
-               f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]
+               f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
+               # fixed defaults (52365, ...) would clash with any other Ray on the machine
+               f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+               f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
         if self.num_cpus:
             cmd.append(f"--num-cpus={self.num_cpus}")
         with open(Path(self.temp_dir) / "ray-start.log", "wb") as out:  # the child keeps its own copy
@@ -234,12 +244,14 @@ def _group_alive(pgid: int) -> bool:
 
 class Dispatcher:
     def __init__(self, store: Store, github: GitHub, settings: Settings, address: str | None = None,
-                 poll: float = 2.0, head: LocalRayHead | None = None, lost_after: int = LOST_AFTER):
+                 poll: float = 2.0, head: LocalRayHead | None = None, lost_after: int = LOST_AFTER,
+                 submit_tries: int = 30):
         self.store, self.github, self.settings = store, github, settings
         self.address = address
         self.head = head
         self.poll = poll
         self.lost_after = lost_after
+        self.submit_tries = submit_tries
         self.stage_every = max(poll, 10.0)
         self._stage_read: dict[int, float] = {}
         self._client = None
@@ -367,6 +379,12 @@ class Dispatcher:
                     if "already exists" not in str(e):
                         raise
         except Exception as e:
+            tries = (job.get("missing_polls") or 0) + 1
+            if _transient_ray_error(e) and tries < self.submit_tries:
+                # a head still starting ("No available agent"), a network blip: next tick
+                self.store.update_job(job["id"], missing_polls=tries, detail=f"waiting for Ray: {e}"[:2000])
+                log.warning("job %s: Ray not ready (%d/%d): %s", job["id"], tries, self.submit_tries, e)
+                return
             self.store.update_job(job["id"], status="failed", detail=f"could not submit to Ray: {e}")
             self._report(job, "failure", f"Could not start {k['noun']}", f"Submitting to Ray failed: `{e}`")
             return
@@ -462,8 +480,8 @@ class Dispatcher:
             return False
         except GitHubError as e:
             log.error("job %s: GitHub refused the report, not retrying: %s", job["id"], e)
-            self.store.update_job(job["id"], stage=job.get("stage"), verdict=job.get("verdict"))
-            self.store.update_job(job["id"], detail=f"report refused by GitHub: {e}"[:2000])
+            detail = (self.store.job(job["id"]) or {}).get("detail") or ""
+            self.store.update_job(job["id"], detail=f"{detail}; report refused by GitHub: {e}".lstrip("; ")[-2000:])
             return True
 
     def start(self) -> "Dispatcher":
@@ -481,7 +499,7 @@ class Dispatcher:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                if self.store.jobs(statuses=("queued", "running", "cancelling"), limit=1):
+                if self.store.jobs(statuses=ACTIVE_JOB, limit=1):
                     self.tick()
             except Exception:
                 log.exception("dispatch loop error")
