@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import json
+import shlex
 import signal
 import tempfile
 import threading
@@ -43,6 +44,8 @@ KINDS = {
 }
 TERMINAL = {"SUCCEEDED": ("succeeded", "success"), "FAILED": ("failed", "failure"),
             "STOPPED": ("cancelled", "cancelled")}
+_SHA = re.compile(r"^[0-9A-Za-z]{7,64}$")  # GitHub sends hex; alphanumerics can never be an option or a shell word
+_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 LOST_AFTER = 5  # polls in a row in which Ray does not know a job (or cannot be reached)
 
 
@@ -292,6 +295,8 @@ class Dispatcher:
         runs per repository at a time."""
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}")
+        if not _SHA.match(sha) or (base_sha and not _SHA.match(base_sha)) or not _REPO.match(repo):
+            raise ValueError(f"refusing a job for {repo!r} at {sha!r}: not a repository name and commit SHA")
         key = f"{repo}|{kind}|{sha}|{trigger}" if trigger else None
         with self._lock:
             if key:
@@ -352,10 +357,12 @@ class Dispatcher:
     def _entrypoint(self, job: dict) -> str:
         template = {"retrain": self.settings.retrain_entrypoint, "preview": self.settings.preview_entrypoint,
                     "precheck": self.settings.precheck_entrypoint}[job["kind"]]
+        # The entrypoint is a shell command: every value is one quoted word.
+        q = shlex.quote
         return template.format(
-            sha=job["sha"], base_sha=job.get("base_sha") or "", repo=job["repo"], pr=job["pr"] or "",
-            git_url=self.settings.clone_url(job["repo"]), repo_url=self.settings.clone_url(job["repo"]),
-            runs_root=self.settings.runs_root)
+            sha=q(job["sha"]), base_sha=q(job.get("base_sha") or ""), repo=q(job["repo"]),
+            pr=q(str(job["pr"] or "")), git_url=q(self.settings.clone_url(job["repo"])),
+            repo_url=q(self.settings.clone_url(job["repo"])), runs_root=q(self.settings.runs_root))
 
     def _submit(self, job: dict) -> None:
         k = KINDS[job["kind"]]

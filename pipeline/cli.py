@@ -677,7 +677,11 @@ def build_parser() -> argparse.ArgumentParser:
                "SPROUT_GITHUB_API_URL (default https://api.github.com); SPROUT_DATABASE_URL "
                "(default sqlite:///.sprout/bot.db); RAY_ADDRESS; SPROUT_COMMAND_PREFIX; "
                "SPROUT_APP_NAME; SPROUT_TRUSTED_TEAMS (org/team,...); SPROUT_MAX_ATTEMPTS; "
-               "SPROUT_RETRAIN_ENTRYPOINT.")
+               "SPROUT_LEASE_SECONDS; SPROUT_RETRAIN_ENTRYPOINT, SPROUT_PREVIEW_ENTRYPOINT, "
+               "SPROUT_PRECHECK_ENTRYPOINT; SPROUT_RUNS_ROOT; SPROUT_GIT_URL; SPROUT_STATUS_TOKEN "
+               "(else / and /metrics answer loopback only); SPROUT_DOCUMENT_HOSTS and "
+               "SPROUT_TEACHER_API_KEY (passed to jobs, which never see the GitHub credentials). "
+               "Token mode posts commit statuses instead of check runs (only Apps may write them).")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
     serve.add_argument("--workers", type=int, default=1, help="worker threads (default: 1)")

@@ -167,7 +167,7 @@ class Run:
         if is_url or c.ref:
             dest = self.out / "checkout"
             if not (dest / ".git").exists():
-                p = subprocess.run(["git", "clone", "-q", src, str(dest)], capture_output=True, text=True)
+                p = subprocess.run(["git", "clone", "-q", "--", src, str(dest)], capture_output=True, text=True)
                 if p.returncode:
                     raise RunError(f"cannot clone {src}: {p.stderr.strip()}")
             if c.ref:
@@ -192,16 +192,18 @@ class Run:
     def _checkout_ref(repo: Path, ref: str) -> None:
         """A merge commit is on a branch; a pull request's head may only be reachable from
         refs/pull/N/head (forks), so fetch by SHA, then the pull refs, before giving up."""
+        if ref.startswith("-") or any(ch.isspace() for ch in ref):
+            raise RunError(f"checkout {ref!r}: not a commit or ref name")
         try:
-            _git(repo, "checkout", "-q", ref)
+            _git(repo, "checkout", "-q", "--end-of-options", ref)
             return
         except RunError as first:
             error = first
         for refspec in (ref, "+refs/pull/*/head:refs/remotes/origin/pull/*"):
-            if subprocess.run(["git", "-C", str(repo), "fetch", "-q", "origin", refspec],
+            if subprocess.run(["git", "-C", str(repo), "fetch", "-q", "--end-of-options", "origin", refspec],
                               capture_output=True, text=True).returncode == 0:
                 try:
-                    _git(repo, "checkout", "-q", ref)
+                    _git(repo, "checkout", "-q", "--end-of-options", ref)
                     return
                 except RunError as e:
                     error = e

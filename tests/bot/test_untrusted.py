@@ -248,3 +248,16 @@ def test_poison_delivery_is_visible_on_the_status_page(bot):
     bot.store._x("UPDATE deliveries SET status = 'poison', last_error = 'poison: the worker died' WHERE id = 'p1'")
     page = bot.http.get("/").text
     assert "class='poison'" in page and "the worker died" in page
+
+
+def test_job_values_are_single_shell_words(settings, tmp_path):
+    store = Store(tmp_path / "e.db")
+    d = Dispatcher(store, GitHub(settings, seconds_between_writes=None), settings, address="http://127.0.0.1:9")
+    for repo, sha in ((REPO, "$(touch /tmp/pwned)"), (REPO, "--upload-pack=x"), ("o/r;id", "a" * 40)):
+        with pytest.raises(ValueError):
+            d.request(repo, 1, sha, 42, trigger="merge")
+    assert store.jobs() == []
+    import shlex
+    entry = d._entrypoint({"kind": "preview", "sha": "a" * 40, "base_sha": "b" * 40, "repo": "o/r.x", "pr": 3})
+    words = shlex.split(entry)
+    assert words[:2] == ["sprout", "preview"] and "a" * 40 in words and "b" * 40 in words
