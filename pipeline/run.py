@@ -194,8 +194,13 @@ class Run:
         refs/pull/N/head (forks), so fetch by SHA, then the pull refs, before giving up."""
         if ref.startswith("-") or any(ch.isspace() for ch in ref):
             raise RunError(f"checkout {ref!r}: not a commit or ref name")
+        def checkout() -> None:
+            # resolved first (rev-parse takes --end-of-options; checkout would read it as a path)
+            sha = _git(repo, "rev-parse", "-q", "--verify", "--end-of-options", f"{ref}^{{commit}}")
+            _git(repo, "checkout", "-q", "--detach", sha)
+
         try:
-            _git(repo, "checkout", "-q", "--end-of-options", ref)
+            checkout()
             return
         except RunError as first:
             error = first
@@ -203,7 +208,7 @@ class Run:
             if subprocess.run(["git", "-C", str(repo), "fetch", "-q", "--end-of-options", "origin", refspec],
                               capture_output=True, text=True).returncode == 0:
                 try:
-                    _git(repo, "checkout", "-q", "--end-of-options", ref)
+                    checkout()
                     return
                 except RunError as e:
                     error = e
