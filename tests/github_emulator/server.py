@@ -249,6 +249,9 @@ class Emulator:
         def base(request: Request) -> str:
             return str(request.base_url).rstrip("/")
 
+        def public(record: dict) -> dict:  # our bookkeeping keys start with '_'
+            return {k: v for k, v in record.items() if not k.startswith("_")}
+
         def caller(request: Request) -> str | None:
             """Who is calling: the App's bot user for an installation token, the token's owner
             for a personal token (GitHub attributes comments this way)."""
@@ -541,11 +544,11 @@ class Emulator:
                 return JSONResponse({"message": "Validation Failed"}, 422)
             for r in repo.reactions:
                 if r["_comment"] == cid and r["content"] == content:
-                    return JSONResponse({k: v for k, v in r.items() if not k.startswith("_")}, 200)
+                    return JSONResponse(public(r), 200)
             r = {"id": st.next_id(), "content": content, "_comment": cid, "created_at": iso(),
                  "user": _user(f"{st.app_slug}[bot]", base(request), "Bot")}
             repo.reactions.append(r)
-            return JSONResponse({k: v for k, v in r.items() if not k.startswith("_")}, 201)
+            return JSONResponse(public(r), 201)
 
         @app.get("/repos/{owner}/{name}/collaborators/{login}/permission")
         def permission(owner: str, name: str, login: str, request: Request):
@@ -655,15 +658,14 @@ class Emulator:
                           "url": f"{b}/repos/{repo.full_name}/statuses/{sha}", "_sha": sha,
                           "avatar_url": None, "creator": _user(caller(request) or "ghost", b)}
                 repo.statuses.append(status)
-            return JSONResponse({k: v for k, v in status.items() if not k.startswith("_")}, 201)
+            return JSONResponse(public(status), 201)
 
         @app.get("/repos/{owner}/{name}/commits/{sha}/statuses")
         def list_statuses(owner: str, name: str, sha: str, request: Request):
             repo = st.repo(f"{owner}/{name}")
             if not repo:
                 return not_found()
-            return paginate(request, [{k: v for k, v in x.items() if not k.startswith("_")}
-                                      for x in reversed(repo.statuses) if x["_sha"] == sha])
+            return paginate(request, [public(x) for x in reversed(repo.statuses) if x["_sha"] == sha])
 
         @app.get("/rate_limit")
         def rate_limit():
