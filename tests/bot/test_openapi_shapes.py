@@ -86,6 +86,7 @@ def test_emulator_responses_match_githubs_openapi(spec, make_bot, settings, emul
     import jsonschema
     emulator.recorded = []
     emulator.state.teams[("octo-org", "trainers")] = {"teammate"}
+    emulator.state.installation_permissions["members"] = "read"  # else GitHub's (undocumented) 403
     app = replace(settings, github_token=None, app_id=12345, private_key=pem, trusted_teams=("octo-org/trainers",))
     bot = make_bot(app, recover=False)
     emulator.add_pull(REPO, 1, "b" * 40, "h" * 40, {}, {LEAF: SKILL, LEAF.replace("qna.yaml", "attribution.txt"): ATTRIBUTION})
@@ -99,6 +100,13 @@ def test_emulator_responses_match_githubs_openapi(spec, make_bot, settings, emul
         bot.wait_idle()
     from bot.recovery import recover
     recover(bot.github, bot.store)
+    # token mode: commit statuses, GET /user for whose comments are the bot's
+    token_bot = make_bot(replace(settings, github_token="ghp_test", app_id=None, private_key=None,
+                                 database_url=settings.database_url + "-token"), recover=False)
+    emulator.add_pull(REPO, 2, "b" * 40, "t" * 40, {}, {LEAF: SKILL, LEAF.replace("qna.yaml", "attribution.txt"): ATTRIBUTION})
+    token_bot.deliver("pull_request", pr_payload("opened", 2, "t" * 40))
+    token_bot.wait_idle()
+    assert emulator.statuses(REPO, "t" * 40) and emulator.comments(REPO, 2)
     assert emulator.check_runs(REPO) and emulator.comments(REPO, 1)
 
     checked, missing, problems = Counter(), Counter(), []
