@@ -46,7 +46,7 @@ TERMINAL = {"SUCCEEDED": ("succeeded", "success"), "FAILED": ("failed", "failure
             "STOPPED": ("cancelled", "cancelled")}
 _SHA = re.compile(r"^[0-9A-Za-z]{7,64}$")  # GitHub sends hex; alphanumerics can never be an option or a shell word
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-LOST_AFTER = 5  # polls in a row in which Ray does not know a job (or cannot be reached)
+LOST_AFTER = 5  # polls in a row in which Ray does not know a job (x6 when Ray cannot be reached)
 
 
 def _transient_ray_error(e: Exception) -> bool:
@@ -428,7 +428,8 @@ class Dispatcher:
             missing = (job.get("missing_polls") or 0) + 1
             self.store.update_job(job["id"], missing_polls=missing)
             log.warning("polling %s (%d/%d): %s", ray_id, missing, self.lost_after, e)
-            if missing >= self.lost_after:
+            # Ray saying it has no such job is definite; an unreachable cluster may come back
+            if missing >= (self.lost_after if isinstance(e, JobUnknown) else self.lost_after * 6):
                 why = ("Ray no longer knows this job (its head was restarted?)" if isinstance(e, JobUnknown)
                        else f"Ray could not be reached {missing} times in a row ({type(e).__name__})")
                 self._lose(job, why)
