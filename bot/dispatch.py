@@ -179,6 +179,10 @@ class LocalRayHead:
         except (ValueError, KeyError, TypeError, OSError):
             self.state_file.unlink(missing_ok=True)
             return None
+        if not _is_our_head(pgid, old.get("temp_dir")):
+            # a pid is reused after a reboot: never signal a group that is not that head
+            self.state_file.unlink(missing_ok=True)
+            return None
         self.pgid, self.temp_dir = pgid, old.get("temp_dir")
         if _group_alive(pgid) and address.startswith("http://127.0.0.1:"):
             import httpx
@@ -222,6 +226,25 @@ class LocalRayHead:
             self.state_file.unlink(missing_ok=True)
 
 
+def _group_members(pgid: int):
+    """(state, command line) of each process in group ``pgid``, read from /proc."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                yield fields[0], Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+
+
+def _is_our_head(pgid: int, temp_dir: str | None) -> bool:
+    """Whether group ``pgid`` still runs the head we recorded: its processes name our unique
+    temp dir (a pid may be reused by anything after a reboot; never signal that)."""
+    return bool(temp_dir) and any(temp_dir.encode() in cmd for _, cmd in _group_members(pgid))
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -230,19 +253,7 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     # zombies count as gone: a group of only defunct processes runs nothing
-    try:
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    stat = Path(f"/proc/{pid}/stat").read_text()
-                except OSError:
-                    continue
-                fields = stat.rsplit(")", 1)[1].split()
-                if int(fields[2]) == pgid and fields[0] != "Z":
-                    return True
-        return False
-    except OSError:
-        return True
+    return any(state != "Z" for state, _ in _group_members(pgid))
 
 
 class Dispatcher:

@@ -159,7 +159,7 @@ STATUS_STATE = {"success": "success", "neutral": "success", "skipped": "success"
 
 
 class Client:
-    def __init__(self, gh: Github, stats: CallStats, app_mode: bool = True, login=None):
+    def __init__(self, gh: Github, stats: CallStats, app_mode: bool = True, login=lambda: ""):
         self.gh = gh
         self.stats = stats
         self.app_mode = app_mode
@@ -168,7 +168,8 @@ class Client:
 
     @property
     def login(self) -> str:
-        return self._login() if callable(self._login) else (self._login or "")
+        """The bot's own login, asked of GitHub once (``GitHub.login``)."""
+        return self._login()
 
     def _repo(self, full_name: str):
         if full_name not in self._repos:
@@ -306,9 +307,7 @@ class Client:
             with classified("get_team_membership", self.stats):
                 t = self.gh.get_organization(org).get_team_by_slug(slug)
                 membership = t.get_team_membership(login)
-        except PermissionMissing:
-            raise
-        except GitHubError as e:
+        except GitHubError as e:  # PermissionMissing (403) is re-raised below, as every non-404
             if "404" in str(e):
                 return False
             raise

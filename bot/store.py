@@ -120,21 +120,25 @@ class Store:
         return self._x("SELECT 1 FROM deliveries WHERE id = ?", (delivery_id,)).fetchone() is not None
 
     def claim(self, worker: str, lease_seconds: float, max_attempts: int | None = None) -> Delivery | None:
+        """The oldest ready delivery, leased to ``worker``. A delivery whose lease already ran out
+        ``max_attempts`` times killed (or hung) a worker each time: it is never handed out again
+        but parked as poison, in the idle path so that the busy path stays one statement."""
         now = time.time()
+        limit = max_attempts or 1 << 30
+        row = self._x(
+            "UPDATE deliveries SET status = 'running', attempts = attempts + 1, worker = ?, lease_until = ?"
+            " WHERE id = (SELECT id FROM deliveries WHERE (status = 'pending' AND next_at <= ?)"
+            "   OR (status = 'running' AND lease_until < ? AND attempts < ?) ORDER BY received_at LIMIT 1)"
+            " RETURNING id, event, action, body, attempts, received_at",
+            (worker, now + lease_seconds, now, now, limit)).fetchone()
+        if row:
+            return Delivery(**dict(row))
         if max_attempts:
-            # A delivery whose lease ran out N times killed (or hung) the worker each time: park it
-            # as poison instead of handing it to the next worker for ever.
             self._x("UPDATE deliveries SET status = 'poison', finished_at = ?, lease_until = NULL,"
                     " last_error = 'poison: the worker died or hung ' || attempts || ' times handling it'"
                     " || COALESCE(' (last error: ' || last_error || ')', '')"
                     " WHERE status = 'running' AND lease_until < ? AND attempts >= ?", (now, now, max_attempts))
-        row = self._x(
-            "UPDATE deliveries SET status = 'running', attempts = attempts + 1, worker = ?, lease_until = ?"
-            " WHERE id = (SELECT id FROM deliveries WHERE (status = 'pending' AND next_at <= ?)"
-            "   OR (status = 'running' AND lease_until < ?) ORDER BY received_at LIMIT 1)"
-            " RETURNING id, event, action, body, attempts, received_at",
-            (worker, now + lease_seconds, now, now)).fetchone()
-        return Delivery(**dict(row)) if row else None
+        return None
 
     def renew(self, delivery_id: str, worker: str, lease_seconds: float) -> bool:
         """Extend the lease while a handler works; False when another worker took it over."""

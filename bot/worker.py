@@ -67,6 +67,8 @@ class Worker:
         self.retries = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._heartbeat: threading.Thread | None = None
+        self._current: str | None = None  # the delivery being handled, for the heartbeat
 
     def run_once(self) -> bool:
         delivery = self.ctx.store.claim(self.name, self.ctx.settings.lease_seconds,
@@ -88,26 +90,30 @@ class Worker:
         if not handlers:
             store.finish(d.id, "ignored", worker=self.name)
             return
-        # Renew the lease while the handlers work, so that a slow handler is not taken over.
-        done = threading.Event()
-        renewer = threading.Thread(target=self._renew, args=(d.id, done), daemon=True,
-                                   name=f"sprout-lease-{d.id[:8]}")
-        renewer.start()
+        # One heartbeat thread per worker renews the lease of whatever it is handling.
+        self._ensure_heartbeat()
+        self._current = d.id
         try:
             self._run(d, event, handlers)
         finally:
-            done.set()
-            renewer.join(5)
+            self._current = None
 
-    def _renew(self, delivery_id: str, done: threading.Event) -> None:
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat is None or not self._heartbeat.is_alive():
+            self._heartbeat = threading.Thread(target=self._renew_loop, daemon=True, name="sprout-lease")
+            self._heartbeat.start()
+
+    def _renew_loop(self) -> None:
         lease = self.ctx.settings.lease_seconds
-        while not done.wait(lease / 3):
+        while not self._stop.wait(lease / 3):
+            current = self._current
+            if current is None:
+                continue
             try:
-                if not self.ctx.store.renew(delivery_id, self.name, lease):
-                    log.warning("delivery %s: lease lost to another worker", delivery_id)
-                    return
+                if not self.ctx.store.renew(current, self.name, lease) and self._current == current:
+                    log.warning("delivery %s: lease lost to another worker", current)
             except Exception:
-                log.exception("renewing the lease of %s", delivery_id)
+                log.exception("renewing the lease of %s", current)
 
     def _run(self, d: Delivery, event: Event, handlers) -> None:
         store, settings = self.ctx.store, self.ctx.settings

@@ -19,10 +19,6 @@ def _allowed(gh, ctx, repo: str, login: str) -> bool:
     return any(gh.in_team(team, login) for team in ctx.settings.trusted_teams)
 
 
-def _role(gh, repo: str, login: str) -> str:
-    return gh.permission(repo, login)
-
-
 @router.on("issue_comment", "created")
 def command(event: Event, ctx) -> None:
     p = event.payload
@@ -73,7 +69,7 @@ def command(event: Event, ctx) -> None:
         trigger = f"comment-{comment['id']}"
         if name == "cancel":
             everything = bool(args) and args[0].lower() == "all"
-            if everything and _role(gh, repo, login) not in ("admin", "maintain"):
+            if everything and gh.permission(repo, login) not in ("admin", "maintain"):
                 gh.reply(repo, number, f"@{login} `{prefix} cancel all` cancels every job of this "
                          "repository, so it needs maintain or admin access.")
                 return

@@ -54,7 +54,8 @@ def _leaf_of(path: str) -> str | None:
 def changed_leaves(repo: Path, base: str, head: str | None = None, under: str = "") -> list[Change]:
     """Leaves added, modified, deleted or renamed from ``base`` to ``head`` (the working tree,
     untracked files included, when ``head`` is None). A changed attribution.txt changes its leaf."""
-    args = ["diff", "--name-status", "-z", "-M", "--no-ext-diff", base]
+    # refs may come from a payload (a pull request's base): never read as options
+    args = ["diff", "--name-status", "-z", "-M", "--no-ext-diff", "--end-of-options", base]
     if head:
         args.append(head)
     args += ["--", under or "."]

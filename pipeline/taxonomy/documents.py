@@ -13,8 +13,8 @@ from typing import Iterator
 from . import diagnostics as d
 from .diff import GitError, git
 from .rules import pattern_problem
-from .sources import (Source, SourceError, commit_problem, fetch_bounded, is_full_sha, is_short_sha,
-                      resolve_ref, resolve_source)
+from .sources import (FetchLimit, Source, SourceError, commit_problem, fetch_bounded, is_full_sha,
+                      is_short_sha, resolve_ref, resolve_source)
 from .validate import LeafResult
 
 # A fixed identity and date make the helper's commit SHA a pure function of the documents.
@@ -79,11 +79,10 @@ def materialize(folder: Path, dest: Path | None = None) -> Path:
     return dest
 
 
-def fetch_commit(source: Source | str, commit: str) -> tuple[Path, str]:
-    """(a local bare repository holding ``commit``, its full SHA). Remote mirrors are cached per
-    URL; only full SHAs resolved here are ever fetched. Raises ``SourceError``."""
-    if isinstance(source, str):  # a trusted caller's URL or path (tests, tools)
-        source = Source(url=source) if "://" in source else Source(folder=Path(source))
+def fetch_commit(source: Source, commit: str) -> tuple[Path, str]:
+    """(a local bare repository holding ``commit``, its full SHA), for a source that
+    ``resolve_repo`` checked. Remote mirrors are cached per URL; only full SHAs resolved here are
+    ever fetched. Raises ``SourceError``."""
     problem = commit_problem(commit)
     if problem:
         raise SourceError(problem)
@@ -94,29 +93,26 @@ def fetch_commit(source: Source | str, commit: str) -> tuple[Path, str]:
             raise SourceError(f"commit {commit} is not in the documents folder")
         return mirror, full
     url, scheme = source.url, source.scheme
-    key = hashlib.sha256(url.encode()).hexdigest()[:16]
-    mirror = cache_dir() / "mirrors" / f"{key}.git"
+    mirror = cache_dir() / "mirrors" / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}.git"
     if not (mirror / "HEAD").is_file():
         mirror.mkdir(parents=True, exist_ok=True)
         git(mirror, "init", "-q", "--bare")
-    full = _full_sha(mirror, commit) if is_full_sha(commit) or is_short_sha(commit) else None
+    hexa = is_full_sha(commit) or is_short_sha(commit)
+    # A branch or tag name is resolved on the remote first: only its full SHA is fetched.
+    target = commit if is_full_sha(commit) else None if hexa else resolve_ref(url, commit, scheme)
+    if not hexa and target is None:
+        raise SourceError(f"{commit!r} is not a commit, branch or tag of {url}")
+    full = _full_sha(mirror, target or commit)
     if full:
         return mirror, full
-    if not is_full_sha(commit) and not is_short_sha(commit):
-        full = resolve_ref(url, commit, scheme)
-        if full is None:
-            raise SourceError(f"{commit!r} is not a commit, branch or tag of {url}")
-        if _has(mirror, full):
-            return mirror, full
-    target = full or (commit if is_full_sha(commit) else None)
     if target:
         try:
             fetch_bounded(mirror, ["--depth", "1", "--end-of-options", url, target], scheme)
-        except SourceError as e:
-            if "stopped" in str(e):
-                raise
+        except FetchLimit:
+            raise
+        except SourceError:
+            pass  # the server refuses fetching by SHA: fall back to its branches and tags
     if not (target and _has(mirror, target)):
-        # Servers that refuse fetching by SHA (and short SHAs): every branch and tag.
         fetch_bounded(mirror, ["--end-of-options", url, "+refs/heads/*:refs/heads/*",
                                "+refs/tags/*:refs/tags/*"], scheme)
     full = _full_sha(mirror, target or commit)

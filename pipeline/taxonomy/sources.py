@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 DEFAULT_HOSTS = ("github.com",)
 HOSTS_ENV = "SPROUT_DOCUMENT_HOSTS"
-FETCH_TIMEOUT = float(os.environ.get("SPROUT_DOCUMENT_FETCH_TIMEOUT", 300))
-FETCH_MAX_BYTES = int(os.environ.get("SPROUT_DOCUMENT_FETCH_MAX_BYTES", 500 * 1024 * 1024))
+FETCH_TIMEOUT = 300.0  # seconds; SPROUT_DOCUMENT_FETCH_TIMEOUT
+FETCH_MAX_BYTES = 500 * 1024 * 1024  # growth of the mirror in one fetch; SPROUT_DOCUMENT_FETCH_MAX_BYTES
 _FULL_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _SHORT_SHA = re.compile(r"^[0-9a-f]{4,63}$")
 # A ref name we would pass to ls-remote: git's own rules, a little stricter.
@@ -31,6 +31,10 @@ _REF = re.compile(r"^(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9_][A-Za-z0-9_./+-]{0,2
 
 class SourceError(Exception):
     """A document source is not allowed, or git could not read it safely."""
+
+
+class FetchLimit(SourceError):
+    """A fetch was stopped: it took too long or brought too much."""
 
 
 def commit_problem(commit: object) -> str | None:
@@ -146,29 +150,38 @@ SAFE_CONFIG = ("-c", "http.followRedirects=false", "-c", "protocol.allow=never",
                "-c", "credential.helper=", "-c", "transfer.fsckObjects=true")
 
 
-def fetch_bounded(mirror: Path, args: list[str], scheme: str, timeout: float = FETCH_TIMEOUT,
-                  max_bytes: int = FETCH_MAX_BYTES) -> None:
-    """``git fetch`` into ``mirror``, stopped past ``timeout`` seconds or ``max_bytes`` on disk."""
+def fetch_bounded(mirror: Path, args: list[str], scheme: str, timeout: float | None = None,
+                  max_bytes: int | None = None) -> None:
+    """``git fetch`` into ``mirror``, stopped past ``timeout`` seconds or once the mirror has grown
+    by ``max_bytes`` (defaults: the settings above, read now, not at import)."""
+    if timeout is None:
+        timeout = float(os.environ.get("SPROUT_DOCUMENT_FETCH_TIMEOUT") or FETCH_TIMEOUT)
+    if max_bytes is None:
+        max_bytes = int(os.environ.get("SPROUT_DOCUMENT_FETCH_MAX_BYTES") or FETCH_MAX_BYTES)
     config = list(SAFE_CONFIG)
     if scheme == "http":  # only ever for an origin an operator listed explicitly
         config += ["-c", "protocol.http.allow=always"]
     cmd = ["git", "-C", str(mirror), *config, "fetch", "-q", "--no-tags", "--no-recurse-submodules",
            *args]
-    start = time.monotonic()
+    start, before = time.monotonic(), _size(mirror)
     with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           env=git_env("https:http" if scheme == "http" else "https"),
                           start_new_session=True) as proc:
-        why = None
-        while proc.poll() is None:
+        while True:
+            running = proc.poll() is None
+            why = None
             if time.monotonic() - start > timeout:
                 why = f"took longer than {timeout:.0f}s"
-            elif _size(mirror) > max_bytes:
-                why = f"is larger than {max_bytes // (1024 * 1024)} MB"
+            elif _size(mirror) - before > max_bytes:  # checked once more after a quick finish
+                why = f"is larger than {max_bytes / (1024 * 1024):.0f} MB"
             if why:
-                proc.kill()
-                proc.wait()
+                if running:
+                    proc.kill()
+                    proc.wait()
                 _drop_partial(mirror)
-                raise SourceError(f"fetching the documents {why}; stopped")
+                raise FetchLimit(f"fetching the documents {why}; stopped")
+            if not running:
+                break
             time.sleep(0.1)
         err = proc.stderr.read().decode("utf-8", "replace").strip().splitlines()  # type: ignore[union-attr]
         if proc.returncode != 0:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.sdg.documents import DocumentError, fetch
-from pipeline.taxonomy import Options, validate_leaf
 from pipeline.taxonomy.documents import check_documents, fetch_commit
 from pipeline.taxonomy.reader import read_leaf
 from pipeline.taxonomy.sources import Source, SourceError, fetch_bounded, resolve_source
@@ -90,7 +89,7 @@ def test_plain_non_sha_commits_stay_warnings(checkout):
     "git://github.com/x/y.git", "git@github.com:x/y.git", "http://169.254.169.254/latest/meta-data",
     "http://github.com/x/y", "https://evil.example.com/x/y.git", "https://github.com.evil.example/x",
     "https://user:pw@github.com/x/y", "ext::sh -c touch% /tmp/pwned", "../outside",
-    "documents/../../outside", "~/outside", "-uhttps://github.com/x", " documents",
+    "documents/../../outside", "~/outside", "-uhttps://github.com/x",
 ])
 def test_sources_outside_the_rules_are_refused(canary, checkout, repo):
     repo = repo.format(outside=canary)
@@ -99,7 +98,13 @@ def test_sources_outside_the_rules_are_refused(canary, checkout, repo):
     result = leaf_with(checkout, repo)
     said = everything_said(checkout, result)
     assert CANARY_TEXT not in said
-    assert "not" in said or "outside" in said or "absolute" in said  # a reason is given
+    assert f"document.repo {repo!r}" in said or "document.repo is empty" in said  # the reason, named
+
+
+def test_whitespace_around_a_repo_is_refused(checkout):
+    for repo in (" documents", "documents\n", "https://github.com/x/y\t"):
+        with pytest.raises(SourceError, match="whitespace"):
+            resolve_source(repo, checkout)
 
 
 def test_symlink_out_of_the_checkout_is_refused(canary, checkout):
@@ -226,11 +231,8 @@ def test_hanging_and_huge_repositories_end_with_a_clear_error(served, tmp_path):
         assert time.monotonic() - start < 10
     finally:
         server.shutdown()
-    with pytest.raises(SourceError, match="larger than"):
-        fetch_bounded(mirror, ["--end-of-options", url, "+refs/heads/*:refs/heads/*"], "http", max_bytes=0)
+    with pytest.raises(SourceError, match="larger than"):  # the limit is on growth: 1 byte
+        fetch_bounded(mirror, ["--end-of-options", url, "+refs/heads/*:refs/heads/*"], "http", max_bytes=1)
+    run_git(tmp_path, "init", "-q", "--bare", str(tmp_path / "roomy.git"))
+    fetch_bounded(tmp_path / "roomy.git", ["--end-of-options", url, "+refs/heads/*:refs/heads/*"], "http")
 
-
-def test_validation_alone_never_touches_the_network(checkout):
-    result = validate_leaf("knowledge/t/qna.yaml", knowledge(commit="-x").encode(), attribution=ATTRIBUTION,
-                           options=Options())
-    assert not result.ok
