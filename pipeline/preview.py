@@ -42,7 +42,7 @@ def preview(config: RunConfig, samples: int = 3, log=print) -> tuple[Path, dict]
     from .sdg.generate import read_jsonl
     data = r.out / "data"
     frep = json.loads((data / "filter_report.json").read_text())
-    kept = [*read_jsonl(data / "filtered.jsonl"), *read_jsonl(data / "heldout.jsonl")]
+    kept = read_jsonl(data / "filtered.jsonl")
     rng = random.Random(config.seed)
     leaves = []
     for path in r.state["changed"]:
@@ -100,11 +100,12 @@ def preview_markdown(p: dict, refs: str = "") -> str:
 # -- precheck --------------------------------------------------------------------------------
 def current_student(r: Run) -> tuple[Path, str]:
     """The current student: the last accepted model (what users talk to today), else the base."""
-    last = r.last_accepted() if r.config.student == "default" else None
+    named = r.config.student not in ("default", "smollm2", "tiny")  # a folder the caller chose
+    last = None if named else r.last_accepted()
     if last is not None:
         return Path(last["path"]), f"last accepted model `{last['id']}`"
     base, _ = r._base_student()
-    return base, "the base student" if r.config.student == "default" else f"`{r.config.student}`"
+    return base, f"`{r.config.student}`" if named else "the base student"
 
 
 def precheck(config: RunConfig, log=print) -> tuple[Path, dict]:
@@ -118,7 +119,8 @@ def precheck(config: RunConfig, log=print) -> tuple[Path, dict]:
     tax = Path(r.state["taxonomy_path"])  # validated already: read just the changed leaves
     leaves = [leaf_info(read_leaf(tax / p, root=tax)) for p in sorted(r.state["changed"])]
     model, described = current_student(r) if leaves else (None, "none")
-    items = [(leaf["path"], it) for leaf in leaves for it in questions_for(leaf, [], SYSTEM)]
+    # every seed question (nothing is trained yet); the retrain evaluates its held-out share
+    items = [(leaf["path"], it) for leaf in leaves for it in questions_for({**leaf, "heldout": leaf["seeds"]}, SYSTEM)]
     log(f"[precheck] asking {described} {len(items)} seed questions from {len(leaves)} leaves ...")
     answers = answer_all(model, [it["messages"] for _, it in items], EvalConfig()) if items else []
     per_leaf: dict[str, dict] = {}
@@ -142,8 +144,8 @@ def precheck_markdown(p: dict, refs: str = "") -> str:
         return "## Sprout precheck: this pull request changes no leaves\n"
     lines = [f"## 🔎 Sprout precheck: what {p['student_described']} answers today",
              "", f"The seed questions of the leaves changed on {refs}, asked before training. Scores are "
-             "the mean of token F1 and ROUGE-L against the expected answer (0 to 1); after the merge, "
-             "the retrain report shows the same questions again."]
+             "the mean of content-word F1 and ROUGE-L against the expected answer (0 to 1); after the "
+             "merge, the retrain report asks the held-out share of them (never trained on) again."]
     for leaf in p["leaves"]:
         lines += ["", f"### `{leaf['path']}` — score {leaf['score']:.3f}", "",
                   "| question | expected | student | score |", "|---|---|---|---:|"]

@@ -1,12 +1,20 @@
 """report.json -> Markdown for a pull request comment, and a standalone HTML page.
 
-report.json (schema version 1):
+report.json (schema version 1; fields are only ever added):
   run_id, verdict ("accepted" | "rejected"), reasons[], taxonomy {path, ref, base_ref},
-  started_from {kind: "base" | "last", model}, new_model,
-  leaves[]: {path, class, samples_generated, samples_kept, base_score, new_score, delta, questions,
-             examples[], and judge_base, judge_new with a model teacher}, scores are the mean of
-             token F1 and ROUGE-L in [0, 1]; judge scores are the judge's 1-5 grade scaled to [0, 1];
-  forgetting {base, new, threshold, passed}: mean token loss on the replay probe;
+  student {name, pretrained}, teacher {name, smoke}, judge {judge, asked, unparseable} | null,
+  recipe {name, train_layers, layers, text}, deployed_model (what the new model is compared with:
+  the last accepted model, else the base), started_from {kind: "base" | "last", model}, new_model,
+  leaves[]: {path, class ("Improved" | "Regressed" | "No change"), changed, samples_generated,
+             samples_kept, deployed_score, new_score, delta (mean paired gain over the deployed
+             model), interval [lo, hi] (90% paired bootstrap), base_score (the original base),
+             constant_score (a constant topic-word answer), questions, token_f1, rouge_l,
+             heldout[] {question, reference, deployed_answer, new_answer, deployed_score,
+             new_score}, examples[], and judge_deployed, judge_new, judged with a judge};
+             scores are the mean of content-word F1 and ROUGE-L in [0, 1], on held-out items only;
+  forgetting {probe, questions, base, new, threshold, f1_base, f1_new, f1_interval, f1_threshold,
+             loss_passed, f1_passed, passed}: base/new are the deployed/new model's mean token
+             loss on the general probe (disjoint from every replay file);
   funnel {in, out, filters {name: dropped}}; training {phase: [{step, loss}]}; timings {stage: s}
 """
 
@@ -16,6 +24,7 @@ import html
 import json
 from pathlib import Path
 
+HELDOUT_BUDGET = 40_000
 ICON = {"Improved": "🟢", "Regressed": "🔴", "No change": "⚪", "New": "🆕"}
 
 
@@ -28,19 +37,70 @@ def _curve(report: dict, points: int = 40) -> tuple[list[str], list[float]]:
     return [str(i * step + 1) for i in range(len(picked))], [round(p["loss"], 3) for p in picked]
 
 
+def smoke_line(report: dict) -> str | None:
+    st = report.get("student") or {}
+    if st and not st.get("pretrained", True):
+        return (f"⚠️ **Smoke run, not evidence**: the student is {st.get('name', '?')}, a randomly "
+                "initialised model that knows nothing; these scores only show that the pipeline runs.")
+    return None
+
+
+def provenance(report: dict) -> str:
+    st, te = report.get("student") or {}, report.get("teacher") or {}
+    parts = [f"**Student:** {st.get('name', '?')} ({'pretrained' if st.get('pretrained', True) else 'random init, smoke'})"]
+    if report.get("recipe"):
+        parts.append(f"**Recipe:** {report['recipe']['text']}")
+    if te:
+        parts.append(f"**Teacher:** {te.get('name')}" + (" — smoke-level, not a model" if te.get("smoke") else ""))
+    j = report.get("judge")
+    parts.append(f"**Judge:** {j['judge']} ({j['unparseable']} of {j['asked']} replies unreadable)" if j
+                 else "**Judge:** none")
+    return " · ".join(parts)
+
+
+def _interval(leaf: dict) -> str:
+    iv = leaf.get("interval")
+    return f"{leaf['delta']:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" if iv else f"{leaf['delta']:+.3f}"
+
+
+def _cell(text: str, limit: int = 160) -> str:
+    text = " ".join((text or "").split())
+    text = text if len(text) <= limit else text[:limit - 1] + "…"
+    return text.replace("|", "\\|") or "(empty)"
+
+
 def markdown(report: dict) -> str:
     ok = report["verdict"] == "accepted"
-    lines = [f"## {'✅' if ok else '❌'} Sprout retrain: {report['verdict']}"]
+    smoke = smoke_line(report)
+    lines = ([smoke, ""] if smoke else []) + [f"## {'✅' if ok else '❌'} Sprout retrain: {report['verdict']}"]
     if report.get("reasons"):
         lines.append("\n" + "\n".join(f"- {r}" for r in report["reasons"]))
+    if report.get("student"):
+        lines += ["", provenance(report)]
     judged = any("judge_new" in leaf for leaf in report["leaves"])
-    lines += ["", "| leaf | class | samples generated → kept | base | new | Δ |" + (" judge base → new |" if judged else ""),
-              "|---|---|---:|---:|---:|---:|" + ("---:|" if judged else "")]
+    new_style = any("deployed_score" in leaf for leaf in report["leaves"])
+    if new_style:
+        lines += ["", "Scores on held-out seed questions no model trained on (content-word F1 and ROUGE-L, 0-1); "
+                      "gain over the deployed model with its 90% bootstrap interval.", "",
+                  "| leaf | class | samples generated → kept | deployed | new | gain [90% interval] | original base | constant answer |"
+                  + (" judge deployed → new |" if judged else ""),
+                  "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if judged else "")]
+    else:
+        lines += ["", "| leaf | class | samples generated → kept | base | new | Δ |" + (" judge base → new |" if judged else ""),
+                  "|---|---|---:|---:|---:|---:|" + ("---:|" if judged else "")]
     for leaf in report["leaves"]:
-        j = (f" {leaf['judge_base']:.2f} → {leaf['judge_new']:.2f} |" if "judge_new" in leaf else " – |") if judged else ""
-        lines.append(f"| `{leaf['path']}` | {ICON.get(leaf['class'], '')} {leaf['class']} | "
-                     f"{leaf['samples_generated']} → {leaf['samples_kept']} | {leaf['base_score']:.3f} | "
-                     f"{leaf['new_score']:.3f} | {leaf['delta']:+.3f} |{j}")
+        jb = leaf.get("judge_deployed", leaf.get("judge_base"))
+        j = (f" {jb:.2f} → {leaf['judge_new']:.2f} |" if "judge_new" in leaf else " – |") if judged else ""
+        name = f"`{leaf['path']}`" + ("" if leaf.get("changed", True) else " (unchanged)")
+        if new_style:
+            lines.append(f"| {name} | {ICON.get(leaf['class'], '')} {leaf['class']} | "
+                         f"{leaf['samples_generated']} → {leaf['samples_kept']} | {leaf['deployed_score']:.3f} | "
+                         f"{leaf['new_score']:.3f} | {_interval(leaf)} | {leaf['base_score']:.3f} | "
+                         f"{leaf.get('constant_score', 0):.3f} |{j}")
+        else:
+            lines.append(f"| {name} | {ICON.get(leaf['class'], '')} {leaf['class']} | "
+                         f"{leaf['samples_generated']} → {leaf['samples_kept']} | {leaf['base_score']:.3f} | "
+                         f"{leaf['new_score']:.3f} | {leaf['delta']:+.3f} |{j}")
     f = report["funnel"]
     lines += ["", f"**Data funnel:** {f['in']} generated → {f['out']} kept — " +
               ", ".join(f"{k} −{v}" for k, v in f["filters"].items() if v)]
@@ -49,9 +109,26 @@ def markdown(report: dict) -> str:
         lines += ["", "```mermaid", "xychart-beta", '    title "Training loss"',
                   f"    x-axis [{', '.join(xs)}]", f'    y-axis "loss" {min(ys) * 0.95:.2f} --> {max(ys) * 1.05:.2f}',
                   f"    line [{', '.join(str(y) for y in ys)}]", "```"]
-    fg = report["forgetting"]
-    lines += ["", f"**Forgetting check:** replay loss {fg['base']:.3f} → {fg['new']:.3f} "
-                  f"(limit +{fg['threshold']:.0%}): {'passed' if fg['passed'] else 'FAILED'}"]
+    lines += ["", "**Forgetting check:** " + forgetting_text(report["forgetting"])]
+    answered = [leaf for leaf in report["leaves"] if leaf.get("heldout")]
+    if answered:
+        # Last, and within a budget: a PR comment holds 65,536 characters, and the verdict,
+        # table and forgetting line above must never be what gets cut.
+        lines += ["", "<details><summary>Held-out answers, deployed vs new</summary>", ""]
+        used, left_out = 0, 0
+        for leaf in answered:
+            block = [f"**`{leaf['path']}`**", "", "| question | reference | deployed | new |", "|---|---|---|---|"]
+            block += [f"| {_cell(h['question'])} | {_cell(h['reference'])} | {_cell(h['deployed_answer'])} | "
+                      f"{_cell(h['new_answer'])} |" for h in leaf["heldout"]]
+            size = sum(len(b) + 1 for b in block)
+            if used + size > HELDOUT_BUDGET:
+                left_out += 1
+                continue
+            used += size
+            lines += block + [""]
+        if left_out:
+            lines.append(f"_{left_out} more leaves' answers are in report.html and report.json._")
+        lines.append("</details>")
     t = report["taxonomy"]
     lines += ["", f"<sub>run `{report['run_id']}` · taxonomy {t.get('ref') or t['path']} · "
                   f"started from {report['started_from']['kind']} · "
@@ -59,54 +136,104 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _svg(xs: list[float], ys: list[float], width: int = 640, height: int = 220) -> str:
+def forgetting_text(fg: dict) -> str:
+    text = (f"probe loss {fg['base']:.3f} → {fg['new']:.3f} (limit +{fg['threshold']:.0%})")
+    if "f1_new" in fg:
+        text += (f", probe answer F1 {fg['f1_base']:.3f} → {fg['f1_new']:.3f} (limit −{fg['f1_threshold']:.2f}) "
+                 f"on {fg.get('questions', '?')} general questions none of the replay data holds")
+    return text + f": {'passed' if fg['passed'] else 'FAILED'}"
+
+
+def _svg(report: dict, width: int = 640, height: int = 240) -> str:
+    """Loss over optimizer steps, both phases end to end, with axis ticks and the phase boundary
+    marked (the loss jumps there: phase 2 is different data, and the LR warms up again)."""
+    series = [(name, [p["loss"] for p in pts]) for name, pts in report["training"].items() if pts]
+    ys = [y for _, pts in series for y in pts]
     if not ys:
         return "<p>No training steps.</p>"
+    left, right, top, bottom = 50, 15, 15, 40
     lo, hi = min(ys), max(ys)
     span = (hi - lo) or 1.0
-    pts = " ".join(f"{40 + i * (width - 60) / max(1, len(ys) - 1):.1f},{height - 30 - (y - lo) / span * (height - 50):.1f}"
-                   for i, y in enumerate(ys))
-    return (f'<svg id="loss-chart" width="{width}" height="{height}" role="img" aria-label="training loss">'
-            f'<rect width="100%" height="100%" fill="#fafafa"/>'
-            f'<polyline fill="none" stroke="#2b6cb0" stroke-width="2" points="{pts}"/>'
-            f'<text x="5" y="20" font-size="12">{hi:.2f}</text><text x="5" y="{height - 30}" font-size="12">{lo:.2f}</text>'
-            f'<text x="{width // 2}" y="{height - 8}" font-size="12">optimizer step</text></svg>')
+    n = len(ys)
+    x = lambda i: left + i * (width - left - right) / max(1, n - 1)  # noqa: E731
+    y = lambda v: top + (hi - v) / span * (height - top - bottom)  # noqa: E731
+    pts = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(ys))
+    parts = [f'<svg id="loss-chart" width="{width}" height="{height}" role="img" aria-label="training loss" '
+             'font-size="11" font-family="sans-serif">', '<rect width="100%" height="100%" fill="#fafafa"/>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#999"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#999"/>']
+    for k in range(5):  # y ticks
+        v = lo + span * k / 4
+        parts.append(f'<text class="ytick" x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
+    for k in range(6):  # x ticks: optimizer steps across both phases
+        i = round((n - 1) * k / 5)
+        parts.append(f'<line x1="{x(i):.1f}" y1="{height - bottom}" x2="{x(i):.1f}" y2="{height - bottom + 4}" stroke="#999"/>'
+                     f'<text class="xtick" x="{x(i):.1f}" y="{height - bottom + 15}" text-anchor="middle">{i + 1}</text>')
+    offset = 0
+    for name, pts_ in series:
+        if offset:
+            parts.append(f'<line class="phase-boundary" x1="{x(offset - 0.5):.1f}" y1="{top}" x2="{x(offset - 0.5):.1f}" '
+                         f'y2="{height - bottom}" stroke="#c05621" stroke-dasharray="4 3"/>')
+        parts.append(f'<text x="{x(offset) + 4:.1f}" y="{top + 10}" fill="#c05621">{html.escape(name)}</text>')
+        offset += len(pts_)
+    parts += [f'<polyline fill="none" stroke="#2b6cb0" stroke-width="2" points="{pts}"/>',
+              f'<text x="{(left + width - right) // 2}" y="{height - 6}" text-anchor="middle">optimizer step</text>',
+              "</svg>"]
+    return "".join(parts)
 
 
 def html_page(report: dict) -> str:
     e = html.escape
     judged = any("judge_new" in leaf for leaf in report["leaves"])
+    new_style = any("deployed_score" in leaf for leaf in report["leaves"])
 
     def judge_cell(leaf: dict) -> str:
         if not judged:
             return ""
-        return (f"<td>{leaf['judge_base']:.2f} → {leaf['judge_new']:.2f}</td>" if "judge_new" in leaf
-                else "<td>–</td>")
-    rows = "".join(
-        f"<tr class='{e(leaf['class'].replace(' ', '-').lower())}'><td><code>{e(leaf['path'])}</code></td>"
-        f"<td>{e(leaf['class'])}</td><td>{leaf['samples_generated']} → {leaf['samples_kept']}</td>"
-        f"<td>{leaf['base_score']:.3f}</td><td class='new-score'>{leaf['new_score']:.3f}</td><td>{leaf['delta']:+.3f}</td>"
-        f"{judge_cell(leaf)}</tr>"
-        for leaf in report["leaves"])
-    examples = "".join(
-        f"<details><summary><code>{e(leaf['path'])}</code></summary>" + "".join(
-            f"<p><b>Q:</b> {e(x['question'])}<br><b>expected:</b> {e(x['expected'])}<br>"
-            f"<b>base:</b> {e(x['base'])}<br><b>new:</b> {e(x['new'])}</p>" for x in leaf.get("examples", []))
-        + "</details>" for leaf in report["leaves"])
-    _, ys = _curve(report, points=200)
+        jb = leaf.get("judge_deployed", leaf.get("judge_base"))
+        return f"<td>{jb:.2f} → {leaf['judge_new']:.2f}</td>" if "judge_new" in leaf else "<td>–</td>"
+
+    def row(leaf: dict) -> str:
+        name = f"<code>{e(leaf['path'])}</code>" + ("" if leaf.get("changed", True) else " (unchanged)")
+        head = (f"<tr class='{e(leaf['class'].replace(' ', '-').lower())}'><td class='leaf'>{name}</td>"
+                f"<td>{e(leaf['class'])}</td><td>{leaf['samples_generated']} → {leaf['samples_kept']}</td>")
+        if new_style:
+            return (head + f"<td>{leaf['deployed_score']:.3f}</td><td class='new-score'>{leaf['new_score']:.3f}</td>"
+                    f"<td>{e(_interval(leaf))}</td><td>{leaf['base_score']:.3f}</td>"
+                    f"<td>{leaf.get('constant_score', 0):.3f}</td>{judge_cell(leaf)}</tr>")
+        return (head + f"<td>{leaf['base_score']:.3f}</td><td class='new-score'>{leaf['new_score']:.3f}</td>"
+                f"<td>{leaf['delta']:+.3f}</td>{judge_cell(leaf)}</tr>")
+    header = ("<th>deployed</th><th>new</th><th>gain [90% interval]</th><th>original base</th><th>constant answer</th>"
+              if new_style else "<th>base</th><th>new</th><th>Δ</th>")
+    rows = "".join(row(leaf) for leaf in report["leaves"])
+    answers = "".join(
+        f"<details><summary><code>{e(leaf['path'])}</code></summary><table class='heldout'><tr><th>question</th>"
+        "<th>reference</th><th>deployed</th><th>new</th></tr>" + "".join(
+            f"<tr><td>{e(h['question'])}</td><td>{e(h['reference'])}</td><td>{e(h['deployed_answer'])}</td>"
+            f"<td>{e(h['new_answer'])}</td></tr>" for h in leaf["heldout"]) + "</table></details>"
+        for leaf in report["leaves"] if leaf.get("heldout"))
+    if not answers:
+        answers = "".join(
+            f"<details><summary><code>{e(leaf['path'])}</code></summary>" + "".join(
+                f"<p><b>Q:</b> {e(x['question'])}<br><b>expected:</b> {e(x['expected'])}<br>"
+                f"<b>base:</b> {e(x['base'])}<br><b>new:</b> {e(x['new'])}</p>" for x in leaf.get("examples", []))
+            + "</details>" for leaf in report["leaves"])
     fg = report["forgetting"]
     funnel = "".join(f"<li>{e(k)}: −{v}</li>" for k, v in report["funnel"]["filters"].items())
+    smoke = smoke_line(report)
+    smoke_html = f'<p id="smoke" class="smoke">{e(smoke.replace("**", ""))}</p>' if smoke else ""
+    prov = f'<p id="provenance">{e(provenance(report).replace("**", ""))}</p>' if report.get("student") else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Sprout report {e(report['run_id'])}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}}table{{border-collapse:collapse;width:100%}}
-td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left}}tr.regressed td{{background:#fee}}
-tr.improved td{{background:#efe}}</style></head><body>
-<h1 id="verdict">Sprout retrain: {e(report['verdict'])}</h1>
-<ul>{''.join(f'<li>{e(r)}</li>' for r in report.get('reasons', []))}</ul>
-<h2>Leaves</h2><table id="leaves"><tr><th>leaf</th><th>class</th><th>samples</th><th>base</th><th>new</th><th>Δ</th>{"<th>judge base → new</th>" if judged else ""}</tr>{rows}</table>
-<h2>Training loss</h2>{_svg([], ys)}
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:72rem}}table{{border-collapse:collapse;width:100%}}
+td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}}tr.regressed td{{background:#fee}}
+tr.improved td{{background:#efe}}td.leaf{{overflow-wrap:anywhere}}.smoke{{background:#fff4d6;padding:.5rem;border:1px solid #e0b84c}}</style></head><body>
+{smoke_html}<h1 id="verdict">Sprout retrain: {e(report['verdict'])}</h1>
+<ul>{''.join(f'<li>{e(r)}</li>' for r in report.get('reasons', []))}</ul>{prov}
+<h2>Leaves</h2><table id="leaves"><tr><th>leaf</th><th>class</th><th>samples</th>{header}{"<th>judge deployed → new</th>" if judged else ""}</tr>{rows}</table>
+<h2>Training loss</h2>{_svg(report)}
 <h2>Data funnel</h2><p>{report['funnel']['in']} generated → {report['funnel']['out']} kept</p><ul>{funnel}</ul>
-<h2>Forgetting</h2><p id="forgetting">replay loss {fg['base']:.3f} → {fg['new']:.3f}: {'passed' if fg['passed'] else 'FAILED'}</p>
-<h2>Answers</h2>{examples}
+<h2>Forgetting</h2><p id="forgetting">{e(forgetting_text(fg))}</p>
+<h2>Answers</h2>{answers}
 <p><small>run {e(report['run_id'])}</small></p></body></html>"""
 
 

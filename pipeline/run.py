@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import re
 import subprocess
 import time
@@ -41,7 +40,18 @@ class RunConfig:
     """Where the model registry (models.json) and the default base student live."""
     teacher: str = "offline"
     teacher_model: str | None = None
+    judge: str | None = None
+    """A model that grades answers (filter and evaluation): 'teacher' (the default: the teacher
+    when it is a model), 'none', an http(s) OpenAI-compatible URL or a model folder."""
+    judge_model: str | None = None
     student: str = "default"
+    """'default' (SmolLM2-135M-Instruct), 'tiny' (random init: smoke runs) or an HF folder."""
+    recipe: str = "auto"
+    """'auto', 'lab', 'cpu' or 'tiny' (see train/recipe.py)."""
+    train_layers: int | None = None
+    """Train only the top N layers (0: every weight); None: the recipe's choice."""
+    lr: float | None = None
+    """Override the recipe's learning rate (both phases)."""
     start_from: str = "base"
     """'base': the original base model with all data (and replay); 'last': the last accepted model."""
     workers: int = 1
@@ -49,7 +59,8 @@ class RunConfig:
     """Override LAB's scaled epochs for both phases (smoke runs)."""
     max_steps: int | None = None
     embeddings: bool = True
-    heldout_per_leaf: int = 10
+    probe_questions: int | None = None
+    """Ask only the first N forgetting-probe questions (smoke runs)."""
     seed: int = 42
 
 
@@ -130,7 +141,10 @@ class Run:
 
     def register(self, entry: dict) -> None:
         models = [m for m in self.registry() if m["id"] != entry["id"]] + [entry]
-        (self.root / "models.json").write_text(json.dumps(models, indent=2))
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f"models.json.tmp{os.getpid()}"
+        tmp.write_text(json.dumps(models, indent=2))
+        os.replace(tmp, self.root / "models.json")
 
     # -- stages -------------------------------------------------------------------------------
     def execute(self, until: str = "report") -> dict | None:
@@ -147,6 +161,8 @@ class Run:
         if until == "filter":
             return None
         self.stage("mix", [self.manifest["stages"]["filter"]["key"]], self.mix)
+        if until == "mix":
+            return None
         self.stage("train", [self.manifest["stages"]["mix"]["key"]], self.train)
         self.stage("evaluate", [self.manifest["stages"]["train"]["key"]], self.evaluate)
         self.stage("report", [self.manifest["stages"]["evaluate"]["key"]], self.report)
@@ -261,26 +277,37 @@ class Run:
         self.log(f"[generate] {len(fresh)} leaves generated, {len(summary['leaves']) - len(fresh)} from cache")
         return {"generated_leaves": fresh, "samples": sum(x["samples"] for x in summary["leaves"])}
 
+    def _judge(self):
+        """The model that grades (filter and evaluation), or None."""
+        from .sdg.teachers import make_teacher
+        c = self.config
+        if c.judge in (None, "", "teacher"):
+            teacher = make_teacher(c.teacher, model=c.teacher_model)
+            return teacher if getattr(teacher, "can_judge", False) else None  # the offline one cannot
+        if c.judge == "none":
+            return None
+        return make_teacher(c.judge, model=c.judge_model)
+
     def filter(self) -> dict:
-        from .filter.run import FilterConfig, write_report
+        from .filter.run import FilterConfig, run_filters_cached, write_report
         from .sdg.generate import read_jsonl, read_leaf_infos, write_jsonl
         data = self.out / "data"
         records = [r for f in sorted((data / "generated").glob("*.jsonl")) for r in read_jsonl(f)]
         leaves = read_leaf_infos(data)
-        from .filter.run import run_filters_cached
-        kept, rep, fresh = run_filters_cached(records, leaves, FilterConfig(use_embeddings=self.config.embeddings))
-        self.log(f"[filter] {len(fresh)} leaves filtered, {len(leaves) - len(fresh)} from cache")
+        judge = self._judge()
+        kept, rep, fresh = run_filters_cached(records, leaves, FilterConfig(use_embeddings=self.config.embeddings),
+                                              teacher=judge)
+        self.log(f"[filter] {len(fresh)} leaves filtered, {len(leaves) - len(fresh)} from cache"
+                 + (f"; judged by {judge.identity}" if judge else ""))
         write_report(rep, data)
-        rng = random.Random(self.config.seed)
-        heldout_ids: set = set()
-        for path in self.state["changed"]:  # held-out questions, never trained on
-            rows = [r for r in kept if r["leaf"] == path]
-            take = min(self.config.heldout_per_leaf, len(rows) // 4)
-            heldout_ids |= {r["id"] for r in rng.sample(rows, take)}
-        write_jsonl(data / "heldout.jsonl", [r for r in kept if r["id"] in heldout_ids])
-        write_jsonl(data / "filtered.jsonl", [r for r in kept if r["id"] not in heldout_ids])
-        return {"in": rep["totals"]["in"], "out": rep["totals"]["out"], "heldout": len(heldout_ids),
-                "filtered_leaves": fresh}
+        # Held out at the source, before generation (sdg/heldout.py): listed here for evaluation
+        # and for anyone checking that none of it is in data/phase*.jsonl.
+        heldout = [{"leaf": path, **h} for path, info in sorted(leaves.items()) for h in info.get("heldout", [])]
+        write_jsonl(data / "heldout.jsonl", heldout)
+        write_jsonl(data / "filtered.jsonl", kept)
+        self.manifest["heldout"] = heldout
+        return {"in": rep["totals"]["in"], "out": rep["totals"]["out"], "heldout": len(heldout),
+                "filtered_leaves": fresh, "judge": judge.identity if judge else None}
 
     def mix(self) -> dict:
         from dataclasses import replace
@@ -306,6 +333,16 @@ class Run:
                                f"({(self.state.get('last_trained') or '?')[:12]}): nothing new to train on")
             recipe = replace(recipe, replay_ratio=INCREMENTAL_REPLAY)
         summary = mix(records, leaves, data, recipe)
+        from .sdg.heldout import leaks
+        rows = read_jsonl(data / "phase1.jsonl") + read_jsonl(data / "phase2.jsonl")
+        found = leaks(read_jsonl(data / "heldout.jsonl"), rows)
+        if found["exact"]:  # decontamination at generation makes this a bug, never a judgement call
+            raise RunError(f"mix: {len(found['exact'])} held-out items appear in the training data, e.g. "
+                           f"{found['exact'][0]['question']!r}")
+        if found["near"]:
+            self.log(f"[mix] {len(found['near'])} training answers are near-duplicates (MinHash >= 0.8) of "
+                     "held-out answers: listed in manifest.json under heldout_near")
+        self.manifest["heldout_near"] = found["near"]
         return {"phase1": summary["phase1"]["samples"], "phase2": summary["phase2"]["samples"],
                 "replay_sources": list(recipe.replay_sources), "incremental": incremental,
                 "leaves_trained": sorted({r["leaf"] for r in records})}
@@ -318,69 +355,81 @@ class Run:
         run = Path(last["run"])
         return [str(p) for p in (run / "data" / "phase1.jsonl", run / "data" / "phase2.jsonl") if p.exists()]
 
+    def _original_base(self) -> Path:
+        from .train.student import StudentError, resolve
+        try:
+            return resolve(self.config.student, self.root, Path(self.state["taxonomy_path"]),
+                           log=lambda m: self.log(f"[train] {m}"))
+        except StudentError as e:
+            raise RunError(f"train: {e}") from None
+
     def _base_student(self) -> tuple[Path, str]:
-        c = self.config
-        last = self.last_accepted() if c.start_from == "last" else None
+        last = self.last_accepted() if self.config.start_from == "last" else None
         if last is not None:
             return Path(last["path"]), "last"
-        if c.student != "default":
-            return Path(c.student), "base"
-        from .train.student import build_student, taxonomy_texts
-        base = self.root / "students" / "default"
-        if not (base / "config.json").exists():
-            self.log(f"[train] building the default tiny student in {base}")
-            build_student(taxonomy_texts(Path(self.state["taxonomy_path"])), base)
-        return base, "base"
+        return self._original_base(), "base"
+
+    def _deployed(self) -> Path:
+        """The model the new one must beat: the last accepted one, else the original base."""
+        last = self.last_accepted()
+        return Path(last["path"]) if last else self._original_base()
 
     def train(self) -> dict:
+        import torch
         from transformers import AutoConfig
 
         from .train.data import read_messages
         from .train.loop import TrainConfig
-        from .train.recipe import LAB_PHASE1, LAB_PHASE2, estimate_parameters, scaled
+        from .train.recipe import LAB_PHASE1, LAB_PHASE2, plan
+        from .train.student import describe
         base, kind = self._base_student()
-        cfg = AutoConfig.from_pretrained(base)
-        params = estimate_parameters(cfg)
+        student = describe(base)
         data = self.out / "data"
         # A phase with no data is skipped (say, only a skill leaf changed and the run continues
         # from the last model: there is no knowledge to learn).
-        present = [p for p in (LAB_PHASE1, LAB_PHASE2) if (data / p.data).exists()
-                   and any(line.strip() for line in (data / p.data).open(encoding="utf-8"))]
-        if not present:
+        sizes = {p.name: len(read_messages(data / p.data)) for p in (LAB_PHASE1, LAB_PHASE2)
+                 if (data / p.data).exists() and any(line.strip() for line in (data / p.data).open(encoding="utf-8"))}
+        if not sizes:
             raise RunError("train: both phase datasets are empty; nothing to train on")
-        for p in {LAB_PHASE1, LAB_PHASE2} - set(present):
-            self.log(f"[train] {p.name}: no data, phase skipped")
-        phases = tuple(scaled(p, len(read_messages(data / p.data)), params, epochs=self.config.epochs)
-                       for p in present)
-        tc = TrainConfig(student=str(base), out=str(self.out / "model"), phases=phases, data_dir=str(data),
-                         max_len=1024, tokens_per_micro_batch=1024, max_steps=self.config.max_steps,
-                         seed=self.config.seed, checkpoint_every=25)
-        if self.config.workers > 1:
+        for name in {"knowledge", "skills"} - set(sizes):
+            self.log(f"[train] {name}: no data, phase skipped")
+        c = self.config
+        try:
+            chosen = plan(c.recipe, sizes, student["pretrained"], gpu=torch.cuda.is_available(), epochs=c.epochs,
+                          train_layers=c.train_layers, lr=c.lr)
+        except ValueError as e:
+            raise RunError(f"train: {e}") from None
+        layers_total = getattr(AutoConfig.from_pretrained(base), "num_hidden_layers", None)
+        recipe_text = chosen.describe(layers_total)
+        self.log(f"[train] {student['name']}{'' if student['pretrained'] else ' (random init: a smoke run)'}: {recipe_text}")
+        tc = TrainConfig(student=str(base), out=str(self.out / "model"), phases=chosen.phases, data_dir=str(data),
+                         max_len=1024, tokens_per_micro_batch=1024, max_steps=c.max_steps,
+                         seed=c.seed, checkpoint_every=25, train_layers=chosen.train_layers)
+        if c.workers > 1:
             from .train.ray_train import train_on_ray
-            final = train_on_ray(tc, workers=self.config.workers)
+            final = train_on_ray(tc, workers=c.workers)
         else:
             from .train.loop import train
             final = train(tc)
-        self.state.update(base_model=str(base), started_from=kind, new_model=str(final))
-        return {"base": str(base), "started_from": kind, "model": str(final),
-                "phases": [asdict(p) for p in phases]}
+        self.state.update(base_model=str(base), started_from=kind, new_model=str(final), student=student,
+                          recipe={"name": chosen.recipe, "train_layers": chosen.train_layers,
+                                  "layers": layers_total, "text": recipe_text})
+        return {"base": str(base), "started_from": kind, "model": str(final), "recipe": recipe_text,
+                "phases": [asdict(p) for p in chosen.phases]}
 
     def evaluate(self) -> dict:
-        from .eval.evaluate import evaluate
+        from .eval.evaluate import EvalConfig, evaluate, pick_unchanged
         from .mix import SYSTEM
-        from .sdg.generate import read_jsonl, read_leaf_infos
+        from .sdg.generate import read_leaf_infos
         data = self.out / "data"
-        changed = set(self.state["changed"])
-        leaves = {p: x for p, x in read_leaf_infos(data).items() if p in changed}
-        heldout: dict = {}
-        for r in read_jsonl(data / "heldout.jsonl"):
-            heldout.setdefault(r["leaf"], []).append(r)
-        from .sdg.teachers import make_teacher
-        teacher = make_teacher(self.config.teacher, model=self.config.teacher_model)
-        judge = teacher if getattr(teacher, "can_judge", False) else None  # the offline one cannot
-        result = evaluate(Path(self.state["base_model"]), Path(self.state["new_model"]), leaves, heldout,
-                          set(self.state["added"]) if self.state.get("last_trained") else set(), SYSTEM,
-                          judge=judge)
+        infos = read_leaf_infos(data)
+        changed = set(self.state["changed"]) & set(infos)
+        config = EvalConfig(probe_questions=self.config.probe_questions, seed=self.config.seed)
+        asked = sorted(changed) + pick_unchanged(list(infos), changed, config.unchanged_sample, config.seed)
+        deployed = self._deployed()
+        result = evaluate(deployed, Path(self.state["new_model"]), {p: infos[p] for p in asked}, SYSTEM,
+                          config=config, judge=self._judge(), base_dir=self._original_base(), changed=changed,
+                          log=self.log)
         (self.out / "evaluation.json").write_text(json.dumps(result, indent=2))
         return {"leaves": len(result["leaves"]), "forgetting_passed": result["forgetting"]["passed"]}
 
@@ -392,18 +441,31 @@ class Run:
         rows = []
         for path, leaf in sorted(ev["leaves"].items()):
             fl = frep["leaves"].get(path, {"in": 0, "out": 0})
-            rows.append({"path": path, "class": leaf["class"], "samples_generated": fl["in"],
-                         "samples_kept": fl["out"], "base_score": leaf["base"], "new_score": leaf["new"],
-                         "delta": round(leaf["new"] - leaf["base"], 4), "questions": leaf["questions"],
-                         "token_f1": leaf["f1_new"], "rouge_l": leaf["rouge_new"], "examples": leaf["examples"],
-                         **{k: leaf[k] for k in ("judge_base", "judge_new") if k in leaf}})
+            rows.append({"path": path, "class": leaf["class"], "changed": leaf["changed"],
+                         "samples_generated": fl["in"], "samples_kept": fl["out"],
+                         "base_score": leaf["base_score"], "deployed_score": leaf["deployed_score"],
+                         "new_score": leaf["new_score"], "delta": leaf["gain"], "interval": leaf["interval"],
+                         "constant_score": leaf["constant_score"], "questions": leaf["questions"],
+                         "token_f1": leaf["f1_new"], "rouge_l": leaf["rouge_new"], "heldout": leaf["heldout"],
+                         "examples": [{"question": h["question"], "expected": h["reference"],
+                                       "base": h["deployed_answer"], "new": h["new_answer"]} for h in leaf["heldout"][:3]],
+                         **{k: leaf[k] for k in ("judge_deployed", "judge_new", "judged") if k in leaf}})
         reasons = []
-        if not ev["forgetting"]["passed"]:
-            reasons.append("forgetting check failed: the replay loss rose beyond the threshold")
+        fg = ev["forgetting"]
+        if not fg.get("loss_passed", fg["passed"]):
+            reasons.append(f"forgetting check failed: the probe loss rose {fg['base']:.3f} -> {fg['new']:.3f}, "
+                           f"past +{fg['threshold']:.0%}")
+        if not fg.get("f1_passed", True):
+            reasons.append(f"forgetting check failed: the probe answer F1 fell {fg['f1_base']:.3f} -> "
+                           f"{fg['f1_new']:.3f}, past -{fg['f1_threshold']:.2f}")
         regressed = [r["path"] for r in rows if r["class"] == "Regressed"]
         if regressed:
             reasons.append(f"regressed leaves: {', '.join(regressed)}")
         verdict = "rejected" if reasons else "accepted"
+        from .sdg.teachers import make_teacher
+        teacher = make_teacher(self.config.teacher, model=self.config.teacher_model)
+        offline = self.config.teacher in (None, "", "offline")
+        judge = ev.get("judge")
         training: dict = {}
         metrics = self.out / "model" / "metrics.jsonl"
         if metrics.exists():
@@ -413,6 +475,11 @@ class Run:
         report = {"schema": 1, "run_id": self.manifest["run_id"], "verdict": verdict, "reasons": reasons,
                   "taxonomy": {"path": self.state["taxonomy_path"], "ref": self.state.get("taxonomy_sha"),
                                "base_ref": self.state.get("last_trained")},
+                  "student": self.state.get("student") or {"name": "?", "pretrained": True},
+                  "teacher": {"name": "offline (rule-based, no model)" if offline else teacher.identity,
+                              "smoke": offline},
+                  "judge": judge, "recipe": self.state.get("recipe"),
+                  "deployed_model": ev.get("models", {}).get("deployed"),
                   "started_from": {"kind": self.state["started_from"], "model": self.state["base_model"]},
                   "new_model": self.state["new_model"], "leaves": rows, "forgetting": ev["forgetting"],
                   "funnel": {"in": frep["totals"]["in"], "out": frep["totals"]["out"],

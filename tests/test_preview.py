@@ -88,7 +88,7 @@ def test_precheck_asks_the_current_student(pr, tmp_path):
     repo, base, head = pr
     runs = tmp_path / "runs"
     out, result = precheck(RunConfig(taxonomy=str(repo), ref=head, base_ref=base, out=str(tmp_path / "pc"),
-                                     runs_root=str(runs)), log=lambda m: None)
+                                     runs_root=str(runs), student="tiny"), log=lambda m: None)
     [leaf] = result["leaves"]
     assert leaf["path"] == HAIKU and len(leaf["questions"]) == 6  # 5 seeds + the new one
     assert any("lighthouse in fog" in q["question"] for q in leaf["questions"])
@@ -104,7 +104,7 @@ def test_precheck_asks_the_current_student(pr, tmp_path):
         {"id": "run-1", "path": str(model), "verdict": "accepted", "taxonomy_sha": base},
         {"id": "run-2", "path": str(tmp_path / "gone"), "verdict": "rejected", "taxonomy_sha": base}]))
     _, again = precheck(RunConfig(taxonomy=str(repo), ref=head, base_ref=base, out=str(tmp_path / "pc2"),
-                                  runs_root=str(runs)), log=lambda m: None)
+                                  runs_root=str(runs), student="tiny"), log=lambda m: None)
     assert again["student"] == str(model) and "run-1" in again["student_described"]
 
 

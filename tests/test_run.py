@@ -16,7 +16,7 @@ def test_scores():
 
 def small(tmp_path, taxonomy, **kw):
     return RunConfig(taxonomy=str(taxonomy), out=str(tmp_path / "run"), runs_root=str(tmp_path / "runs"),
-                     epochs=1, max_steps=3, embeddings=False, **kw)
+                     epochs=1, max_steps=3, embeddings=False, student="tiny", probe_questions=8, **kw)
 
 
 @pytest.mark.slow
@@ -28,6 +28,7 @@ def test_run_resume_lineage_and_report(sample_taxonomy, tmp_path):
         "compositional_skills/grounded/extraction/meeting_action_items/qna.yaml",
         "compositional_skills/reasoning/unit_conversion/qna.yaml",
         "compositional_skills/writing/freeform/haiku/qna.yaml",
+        "knowledge/geography/fictional/brenvik_isle/qna.yaml",
         "knowledge/history/computing/ada_lovelace/qna.yaml",
         "knowledge/science/earth/water_cycle/qna.yaml",
         "knowledge/technology/version_control/git_basics/qna.yaml"}
@@ -42,7 +43,7 @@ def test_run_resume_lineage_and_report(sample_taxonomy, tmp_path):
     assert "xychart-beta" in md and "Forgetting check" in md and "| leaf | class |" in md
     assert "<svg" in (out / "report.html").read_text()
     models = json.loads((tmp_path / "runs/models.json").read_text())
-    assert models[0]["verdict"] == report["verdict"] and models[0]["parent"].endswith("students/default")
+    assert models[0]["verdict"] == report["verdict"] and models[0]["parent"].endswith("students/tiny")
     # a rerun with the same folder resumes: nothing is redone
     logs.clear()
     run(small(tmp_path, sample_taxonomy), log=logs.append)
@@ -99,7 +100,10 @@ def test_start_from_last_trains_only_the_changed_leaf_with_replay(sample_taxonom
     assert stages["mix"]["incremental"] is True and stages["mix"]["leaves_trained"] == [haiku]
     assert str(out1 / "data" / "phase2.jsonl") in stages["mix"]["replay_sources"]
     assert stages["train"]["started_from"] == "last" and stages["train"]["base"] == models[0]["path"]
-    assert [x["path"] for x in second["leaves"]] == [haiku]  # evaluated against the model it started from
+    # the changed leaf, and a sample of unchanged ones for regressions, against the deployed model
+    assert [x["path"] for x in second["leaves"] if x["changed"]] == [haiku]
+    assert len([x for x in second["leaves"] if not x["changed"]]) == 3
+    assert second["deployed_model"] == models[0]["path"]
     recipe = json.loads((out2 / "data" / "recipe.json").read_text())
     p2 = recipe["phase2"]
     assert p2["replay"] >= p2["skills"] > 0  # half of the phase is replay

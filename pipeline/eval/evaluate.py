@@ -1,57 +1,86 @@
-"""Base vs new student on each changed leaf's questions, and a forgetting check."""
+"""The new student against the deployed one (the last accepted model, else the base), on
+questions neither was trained on, with a verdict that can come out either way.
+
+- Per leaf: its held-out seed items (``sdg/heldout.py``), answered greedily by both models in
+  batches, scored per question (content-word F1 and ROUGE-L). A leaf is **Improved** only when
+  the mean paired gain exceeds ``margin`` *and* the paired bootstrap interval excludes zero;
+  **Regressed** symmetrically; otherwise **No change**. New leaves take the same test. A sample
+  of unchanged leaves is asked too: the new model must not have lost them.
+- Beside them: the original base's score (when it is not the deployed model) and a constant
+  answer per leaf (its most frequent training answer words), the score any model gets for free.
+- Forgetting: a general probe written for Sprout and disjoint from every replay file, scored by
+  answer F1 (generation) and mean token loss; the run fails past either threshold.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .scoring import rouge_l, score, token_f1
+from .scoring import content_words, rouge_l, score, token_f1
 
-PROBE = Path(__file__).parent / "replay_probe.jsonl"
+PROBE = Path(__file__).parent / "general_probe.jsonl"
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    max_new_tokens: int = 64
+    max_new_tokens: int = 48
     batch_size: int = 16
-    heldout_per_leaf: int = 10
-    """Generated questions per leaf kept out of training and asked here, besides the seeds."""
-    change_threshold: float = 0.02
-    """A leaf is Improved or Regressed when its mean score moves more than this."""
-    forgetting_threshold: float = 0.10
-    """The run fails when the new model's replay loss exceeds the base's by more than this share."""
+    margin: float = 0.05
+    """A leaf's mean score must move by more than this (and the interval exclude zero) to change class."""
+    confidence: float = 0.90
+    """Two-sided paired bootstrap interval of the mean gain."""
+    resamples: int = 2000
+    forgetting_loss: float = 0.10
+    """The run fails when the probe loss rises by more than this share over the deployed model's."""
+    forgetting_f1: float = 0.05
+    """... or when the probe answer F1 falls by more than this and its interval lies below zero."""
+    probe_questions: int | None = None
+    """Ask only the first N probe questions (smoke runs and tests); None: all of them."""
+    unchanged_sample: int = 3
+    """Unchanged leaves asked for regressions, chosen by ``seed``."""
+    seed: int = 0
 
 
-def questions_for(leaf: dict, heldout: list[dict], system: str) -> list[dict]:
+def questions_for(leaf: dict, system: str) -> list[dict]:
+    """The leaf's held-out items as prompts: a knowledge question closed-book (the model must
+    have learnt the document), a skill question with its own context."""
     items = []
-    for s in leaf.get("seeds", []):
-        user = f"{s['context'].strip()}\n\n{s['question']}" if leaf.get("kind") == "skill" and s.get("context") else s["question"]
-        items.append({"source": "seed", "user": user, "reference": s["answer"]})
-    for r in heldout:
-        user = f"{r['context'].strip()}\n\n{r['question']}" if r.get("context") else r["question"]
-        items.append({"source": "heldout", "user": user, "reference": r["answer"]})
-    for it in items:
-        it["messages"] = [{"role": "system", "content": system}, {"role": "user", "content": it["user"]}]
+    for h in leaf.get("heldout", []):
+        user = f"{h['context'].strip()}\n\n{h['question']}" if leaf.get("kind") == "skill" and h.get("context") else h["question"]
+        items.append({"question": h["question"], "user": user, "reference": h["answer"],
+                      "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]})
     return items
 
 
 def answer_all(model_dir: Path, conversations: list[list[dict]], config: EvalConfig) -> list[str]:
+    if not conversations:
+        return []
     from ..sdg.teachers import GenParams, HFTeacher
     teacher = HFTeacher(model_dir, batch_size=config.batch_size)
     out = teacher.generate(conversations, GenParams(temperature=0.0, max_tokens=config.max_new_tokens, seed=0))
     return [o[0].strip() for o in out]
 
 
-def replay_loss(model_dir: Path, probe: Path = PROBE) -> float:
-    """Mean token loss on the assistant turns of a replay probe set."""
+def probe_rows(config: EvalConfig, probe: Path = PROBE) -> list[list[dict]]:
+    from ..train.data import read_messages
+    rows = read_messages(probe)
+    return rows[:config.probe_questions] if config.probe_questions else rows
+
+
+def probe_loss(model_dir: Path, rows: list[list[dict]], system: str) -> float:
+    """Mean token loss on the probe's assistant turns."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..train.data import read_messages, tokenize_dataset
+    from ..train.data import tokenize_dataset
     from ..train.packing import Bin, collate, loss_sum
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    samples, _ = tokenize_dataset(tok, read_messages(probe), 1024)
+    convs = [[{"role": "system", "content": system}, *[m for m in r if m["role"] != "system"]] for r in rows]
+    samples, _ = tokenize_dataset(tok, convs, 1024)
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(len(samples)):
@@ -60,60 +89,128 @@ def replay_loss(model_dir: Path, probe: Path = PROBE) -> float:
     return total / max(1, count)
 
 
-def classify(base: float, new: float, added: bool, threshold: float) -> str:
-    if added:
-        return "New"
-    if new - base > threshold:
+def paired_interval(gains: list[float], confidence: float = 0.90, resamples: int = 2000,
+                    seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of paired per-question gains."""
+    if not gains:
+        return 0.0, 0.0
+    rng = random.Random(seed)
+    n = len(gains)
+    means = sorted(sum(gains[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    lo = means[int(tail * (resamples - 1))]
+    hi = means[int(round((1 - tail) * (resamples - 1)))]
+    return lo, hi
+
+
+def classify(gains: list[float], margin: float, interval: tuple[float, float]) -> str:
+    mean = sum(gains) / len(gains) if gains else 0.0
+    if mean > margin and interval[0] > 0:
         return "Improved"
-    if base - new > threshold:
+    if mean < -margin and interval[1] < 0:
         return "Regressed"
     return "No change"
 
 
-def evaluate(base_dir: Path, new_dir: Path, leaves: dict[str, dict], heldout: dict[str, list[dict]],
-             added: set[str], system: str, config: EvalConfig = EvalConfig(), judge=None) -> dict:
-    """Per changed leaf: base vs new mean score (token F1 and ROUGE-L), and with a ``judge`` (a
-    teacher that can judge) the judge's mean grade too; plus the forgetting check."""
+def constant_answer(leaf: dict, size: int = 12) -> str:
+    """The strongest answer that ignores the question: the leaf's most frequent content words
+    over its training seed answers (what a model gets for echoing the topic)."""
+    counts = Counter(w for s in leaf.get("seeds", []) for w in content_words(s.get("answer")))
+    return " ".join(w for w, _ in counts.most_common(size))
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def evaluate(deployed_dir: Path, new_dir: Path, leaves: dict[str, dict], system: str,
+             config: EvalConfig = EvalConfig(), judge=None, base_dir: Path | None = None,
+             changed: set[str] | None = None, probe: Path = PROBE, log=print) -> dict:
+    """``leaves``: leaf infos (with ``heldout``) to ask, by path; ``changed``: which of them the
+    run changed (None: all). ``base_dir``: the original base, reported when it differs from the
+    deployed model."""
+    changed = set(leaves) if changed is None else changed
     items, owners = [], []
     for path in sorted(leaves):
-        for it in questions_for(leaves[path], heldout.get(path, []), system):
+        for it in questions_for(leaves[path], system):
             items.append(it)
             owners.append(path)
-    convs = [it["messages"] for it in items]
-    base_answers = answer_all(base_dir, convs, config)
-    new_answers = answer_all(new_dir, convs, config)
-    judged_base = judged_new = [None] * len(items)
+    rows = probe_rows(config, probe)
+    probe_convs = [[{"role": "system", "content": system}, *[m for m in r if m["role"] == "user"][:1]] for r in rows]
+    probe_refs = [next(m["content"] for m in r if m["role"] == "assistant") for r in rows]
+    convs = [it["messages"] for it in items] + probe_convs
+    models = {"deployed": Path(deployed_dir), "new": Path(new_dir)}
+    if base_dir is not None and Path(base_dir).resolve() != Path(deployed_dir).resolve():
+        models["base"] = Path(base_dir)
+    answers = {}
+    for name, folder in models.items():
+        log(f"[evaluate] {name} model answers {len(items)} held-out and {len(rows)} probe questions")
+        answers[name] = answer_all(folder, convs, config)
+    judged: dict[str, list] = {}
+    judge_stats = None
     if judge is not None and getattr(judge, "can_judge", False) and items:
         from .judge import judge_answers
         qs, refs = [it["user"] for it in items], [it["reference"] for it in items]
-        judged_base = judge_answers(judge, qs, refs, base_answers)
-        judged_new = judge_answers(judge, qs, refs, new_answers)
+        stats = {"asked": 0, "unparseable": 0}
+        for name in ("deployed", "new"):
+            grades = judge_answers(judge, qs, refs, answers[name][:len(items)])
+            judged[name] = grades
+            stats["asked"] += len(grades)
+            stats["unparseable"] += sum(g is None for g in grades)
+        judge_stats = {**stats, "judge": getattr(judge, "identity", str(judge))}
     per_leaf: dict[str, dict] = {}
-    for path, it, b, n, jb, jn in zip(owners, items, base_answers, new_answers, judged_base, judged_new):
-        leaf = per_leaf.setdefault(path, {"questions": 0, "base": 0.0, "new": 0.0, "f1_new": 0.0,
-                                          "rouge_new": 0.0, "examples": [], "_jb": [], "_jn": []})
-        if jb is not None and jn is not None:  # only pairs the judge could grade both sides of
-            leaf["_jb"].append(jb)
-            leaf["_jn"].append(jn)
+    for i, (path, it) in enumerate(zip(owners, items)):
+        leaf = per_leaf.setdefault(path, {"questions": 0, "changed": path in changed, "heldout": [],
+                                          "_s": {m: [] for m in models}, "_f1": [], "_rouge": [], "_jd": [], "_jn": []})
         leaf["questions"] += 1
-        leaf["base"] += score(b, it["reference"])
-        leaf["new"] += score(n, it["reference"])
-        leaf["f1_new"] += token_f1(n, it["reference"])
-        leaf["rouge_new"] += rouge_l(n, it["reference"])
-        if len(leaf["examples"]) < 3:
-            leaf["examples"].append({"question": it["user"][:300], "expected": it["reference"][:300],
-                                     "base": b[:300], "new": n[:300]})
+        for m in models:
+            leaf["_s"][m].append(score(answers[m][i], it["reference"]))
+        leaf["_f1"].append(token_f1(answers["new"][i], it["reference"]))
+        leaf["_rouge"].append(rouge_l(answers["new"][i], it["reference"]))
+        if judged and judged["deployed"][i] is not None and judged["new"][i] is not None:
+            leaf["_jd"].append(judged["deployed"][i])
+            leaf["_jn"].append(judged["new"][i])
+        leaf["heldout"].append({"question": it["user"], "reference": it["reference"],
+                                "deployed_answer": answers["deployed"][i], "new_answer": answers["new"][i],
+                                "deployed_score": round(leaf["_s"]["deployed"][-1], 4),
+                                "new_score": round(leaf["_s"]["new"][-1], 4)})
     for path, leaf in per_leaf.items():
-        q = max(1, leaf["questions"])
-        for k in ("base", "new", "f1_new", "rouge_new"):
-            leaf[k] = round(leaf[k] / q, 4)
-        jb, jn = leaf.pop("_jb"), leaf.pop("_jn")
-        if jb:
-            leaf["judge_base"], leaf["judge_new"] = round(sum(jb) / len(jb), 4), round(sum(jn) / len(jn), 4)
-            leaf["judged"] = len(jb)
-        leaf["class"] = classify(leaf["base"], leaf["new"], path in added, config.change_threshold)
-    base_loss, new_loss = replay_loss(base_dir), replay_loss(new_dir)
-    forgetting = {"base": round(base_loss, 4), "new": round(new_loss, 4),
-                  "threshold": config.forgetting_threshold,
-                  "passed": new_loss <= base_loss * (1 + config.forgetting_threshold)}
-    return {"leaves": per_leaf, "forgetting": forgetting}
+        s = leaf.pop("_s")
+        gains = [n - d for n, d in zip(s["new"], s["deployed"])]
+        interval = paired_interval(gains, config.confidence, config.resamples, config.seed)
+        const = constant_answer(leaves[path])
+        leaf.update(deployed_score=round(_mean(s["deployed"]), 4), new_score=round(_mean(s["new"]), 4),
+                    base_score=round(_mean(s.get("base", s["deployed"])), 4),
+                    constant_score=round(_mean([score(const, h["reference"]) for h in leaf["heldout"]]), 4),
+                    gain=round(_mean(gains), 4), interval=[round(interval[0], 4), round(interval[1], 4)],
+                    f1_new=round(_mean(leaf.pop("_f1")), 4), rouge_new=round(_mean(leaf.pop("_rouge")), 4),
+                    **{"class": classify(gains, config.margin, interval)})
+        jd, jn = leaf.pop("_jd"), leaf.pop("_jn")
+        if jd:
+            leaf.update(judge_deployed=round(_mean(jd), 4), judge_new=round(_mean(jn), 4), judged=len(jd))
+    # Forgetting, on the probe
+    n_items = len(items)
+    f1 = {m: [token_f1(a, ref) for a, ref in zip(answers[m][n_items:], probe_refs)] for m in models}
+    f1_gains = [n - d for n, d in zip(f1["new"], f1["deployed"])]
+    f1_interval = paired_interval(f1_gains, config.confidence, config.resamples, config.seed)
+    log(f"[evaluate] probe loss of {len(models)} models")
+    losses = {m: probe_loss(folder, rows, system) for m, folder in models.items()}
+    loss_ok = losses["new"] <= losses["deployed"] * (1 + config.forgetting_loss)
+    f1_ok = not (_mean(f1_gains) < -config.forgetting_f1 and f1_interval[1] < 0)
+    forgetting = {"probe": probe.name, "questions": len(rows),
+                  "base": round(losses["deployed"], 4), "new": round(losses["new"], 4),
+                  "threshold": config.forgetting_loss,
+                  "f1_base": round(_mean(f1["deployed"]), 4), "f1_new": round(_mean(f1["new"]), 4),
+                  "f1_interval": [round(f1_interval[0], 4), round(f1_interval[1], 4)],
+                  "f1_threshold": config.forgetting_f1,
+                  "loss_passed": loss_ok, "f1_passed": f1_ok, "passed": loss_ok and f1_ok}
+    if "base" in models:
+        forgetting.update(original_base=round(losses["base"], 4), f1_original_base=round(_mean(f1["base"]), 4))
+    return {"leaves": per_leaf, "forgetting": forgetting, "judge": judge_stats, "config": asdict(config),
+            "models": {m: str(p) for m, p in models.items()}}
+
+
+def pick_unchanged(all_leaves: list[str], changed: set[str], k: int, seed: int) -> list[str]:
+    """A seeded sample of the leaves the run did not change, asked for regressions."""
+    rest = sorted(p for p in all_leaves if p not in changed)
+    return sorted(random.Random(seed).sample(rest, min(k, len(rest))))

@@ -42,6 +42,7 @@ def sections(markdown: str) -> list[tuple[tuple[str, ...], list[str]]]:
     paras: list[str] = []
     current: list[str] = []
     in_fence = False
+    in_list = False  # the current paragraph is a list: a marker on a later line starts another item
 
     def flush_para():
         if current:
@@ -60,6 +61,7 @@ def sections(markdown: str) -> list[tuple[tuple[str, ...], list[str]]]:
         line = raw.rstrip()
         if _FENCE.match(line.strip()):
             flush_para()
+            in_list = False
             in_fence = not in_fence
             continue
         if in_fence:
@@ -74,6 +76,7 @@ def sections(markdown: str) -> list[tuple[tuple[str, ...], list[str]]]:
         stripped = line.strip()
         if not stripped or re.match(r"^(-{3,}|\*{3,}|_{3,})$", stripped):
             flush_para()
+            in_list = False
             continue
         if stripped.startswith("|"):
             if re.match(r"^\|?[\s:|-]+\|?$", stripped):
@@ -82,8 +85,13 @@ def sections(markdown: str) -> list[tuple[tuple[str, ...], list[str]]]:
             cells = [clean_inline(c) for c in stripped.strip("|").split("|")]
             paras.append("; ".join(c for c in cells if c) + ".")
             continue
-        stripped = re.sub(r"^([-*+]|\d+[.)])\s+", "", stripped)  # list markers
         stripped = re.sub(r"^>\s?", "", stripped)
+        # A list marker only where a list can start (a new paragraph) or continue: inside a
+        # wrapped paragraph, "1815. She was ..." is the end of a sentence, not item 1815.
+        marker = re.match(r"^([-*+]|\d+[.)])\s+", stripped)
+        if marker and (not current or in_list):
+            stripped = stripped[marker.end():]
+            in_list = True
         current.append(clean_inline(stripped))
     flush_section()
     return out

@@ -19,7 +19,7 @@ from .documents import fetch
 from .parse import parse_pairs
 from .teachers import GenParams, Teacher
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: seed material held out before generation
 
 
 class GenerateError(Exception):
@@ -42,6 +42,8 @@ class GenerateConfig:
     """Token budget of a document chunk."""
     examples_in_prompt: int = 3
     """Seed examples shown in each prompt."""
+    heldout_seed: int = 0
+    """Chooses which seed items are held out for evaluation (see heldout.py)."""
     params: GenParams = field(default_factory=GenParams)
 
     def key(self) -> str:
@@ -94,23 +96,31 @@ def skill_prompts(leaf: LeafResult, config: GenerateConfig) -> list[prompts.Prom
     return out
 
 
-def leaf_info(leaf: LeafResult) -> dict:
-    """A leaf's kind and seed question/answer pairs (chunks are added by generation)."""
-    if leaf.kind == "knowledge":
+def leaf_info(leaf: LeafResult, heldout_seed: int | None = None) -> dict:
+    """A leaf's kind and seed question/answer pairs (chunks are added by generation). With
+    ``heldout_seed``, ``seeds`` are the training share only and ``heldout`` the rest."""
+    from .heldout import split_leaf
+    kind = "knowledge" if leaf.kind == "knowledge" else "skill"
+    data, held = (leaf.data, []) if heldout_seed is None else split_leaf(leaf.data, kind, leaf.path, heldout_seed)
+    if kind == "knowledge":
         seeds = [{"context": s["context"], "question": qa["question"], "answer": qa["answer"]}
-                 for s in leaf.data["seed_examples"] for qa in s["questions_and_answers"]]
+                 for s in data["seed_examples"] for qa in s["questions_and_answers"]]
     else:
         seeds = [{"context": s.get("context"), "question": s["question"], "answer": s["answer"]}
-                 for s in leaf.data["seed_examples"]]
-    return {"path": leaf.path, "kind": "knowledge" if leaf.kind == "knowledge" else "skill",
-            "seeds": seeds, "chunks": []}
+                 for s in data["seed_examples"]]
+    return {"path": leaf.path, "kind": kind, "seeds": seeds, "heldout": held, "chunks": []}
 
 
 def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, config: GenerateConfig) -> dict:
     """Samples for one leaf, plus what the filters need to know about it."""
+    from dataclasses import replace as _replace
+
+    from .heldout import decontaminate, split_leaf
     started = time.time()
     records, malformed = [], 0
-    info = leaf_info(leaf)
+    info = leaf_info(leaf, config.heldout_seed)
+    # Prompts see only the training share of the seeds: held-out items never reach the teacher.
+    leaf = _replace(leaf, data=split_leaf(leaf.data, info["kind"], leaf.path, config.heldout_seed)[0])
     if leaf.kind == "knowledge":
         docs = fetch(leaf.data["document"], taxonomy_root)
         chunks = [c for name, text in docs for c in chunk_markdown(text, name, config.chunk_tokens)]
@@ -131,6 +141,8 @@ def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, confi
                 malformed += bad
                 for pair in pairs:
                     records.append(_record(leaf, teacher, "skill", pair))
+    records, leaked = decontaminate(records, info["heldout"])
+    info["decontaminated"] = len(leaked)
     return {"leaf": info, "records": records, "malformed": malformed, "seconds": time.time() - started}
 
 

@@ -62,6 +62,26 @@ def cloze(sentence: str) -> tuple[str, str] | None:
     return None
 
 
+_YEAR = re.compile(r"\b(in|since|until|by|from|of) (1[0-9]{3}|20[0-9]{2})\b")
+_COUNT = re.compile(r"\b(?:about |around |nearly |over )?(\d[\d,.]*) ([a-z]+)\b")
+_LED_BY = re.compile(r"\b(by|led by|named after|called|known as) ((?:the )?[A-Z][\w'-]*(?:\s+(?:(?:of|the)\s+)*[A-Z][\w'-]*)*)")
+
+
+def wh_question(sentence: str) -> tuple[str, str] | None:
+    """A question asked in place ("Brenvik Isle was first settled in what year by ...?"), the way
+    a quiz master asks it: the fact the sentence states is what it asks for. The answer is the
+    sentence, so the model learns to say the fact when asked for it, not only to continue it."""
+    s = sentence.strip().rstrip(".!")
+    for rx, make in ((_YEAR, lambda m: f"{m.group(1)} what year"),
+                     (_LED_BY, lambda m: f"{m.group(1)} whom" if m.group(1).endswith("by") else f"{m.group(1)} what"),
+                     (_COUNT, lambda m: f"how many {m.group(2)}")):
+        m = rx.search(s)
+        if m and m.start() > 0:
+            q = s[:m.start()] + make(m) + s[m.end():]
+            return q[:1].upper() + q[1:] + "?", sentence.strip()
+    return None
+
+
 def knowledge(prompt: Prompt, sample: int) -> str:
     v = prompt.variables
     text, n = v["document"], int(v["n"])
@@ -69,10 +89,15 @@ def knowledge(prompt: Prompt, sample: int) -> str:
     rng = _rng(text, prompt.task, sample)
     out = []
     if prompt.task == "knowledge_short":
+        # One order per chunk, and each sample continues where the previous one stopped: samples
+        # cover different sentences instead of drawing the same ones again (near duplicates).
         order = sents[:]
-        rng.shuffle(order)
+        _rng(text, prompt.task).shuffle(order)
+        k = (sample * n) % max(1, len(order))
+        order = order[k:] + order[:k]
+        makers = [(definition, wh_question, cloze), (wh_question, cloze, definition), (cloze, wh_question, definition)]
         for s in order:
-            for make in ((definition, cloze) if rng.random() < 0.5 else (cloze, definition)):
+            for make in makers[rng.randrange(len(makers))]:
                 qa = make(s)
                 if qa:
                     out.append(_pair(*qa))

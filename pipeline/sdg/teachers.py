@@ -44,8 +44,13 @@ class Teacher(Protocol):
         ...
 
 
+def _source_digest(module) -> str:
+    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:12]
+
+
 class OfflineTeacher:
-    identity = f"offline:{offline.__name__}:v1"
+    # its code is its model: a change to it must regenerate what the cache holds
+    identity = f"offline:{offline.__name__}:{_source_digest(offline)}"
     can_judge = False
 
     def complete(self, prompts, n=1, params=GenParams()):
@@ -169,19 +174,23 @@ class HFTeacher:
 
     def generate(self, conversations: list[list[dict]], params: GenParams, n: int = 1) -> list[list[str]]:
         import torch
-        out: list[list[str]] = []
         torch.manual_seed(params.seed)
-        for i in range(0, len(conversations), self.batch_size):
-            batch = conversations[i:i + self.batch_size]
-            texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
-            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in conversations]
+        # Batches of similar length: a short prompt beside a long one is mostly padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        sampling = {"do_sample": True, "temperature": params.temperature} if params.temperature > 0 else \
+            {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        out: list[list[str] | None] = [None] * len(texts)
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            enc = self.tokenizer([texts[j] for j in idx], return_tensors="pt", padding=True,
+                                 add_special_tokens=False).to(self.device)
             with torch.no_grad():
-                gen = self.model.generate(**enc, max_new_tokens=params.max_tokens, do_sample=params.temperature > 0,
-                                          temperature=max(params.temperature, 1e-5), num_return_sequences=n,
-                                          pad_token_id=self.tokenizer.pad_token_id)
-            new = gen[:, enc["input_ids"].shape[1]:]
-            decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            out.extend(decoded[j * n:(j + 1) * n] for j in range(len(batch)))
+                gen = self.model.generate(**enc, max_new_tokens=params.max_tokens, num_return_sequences=n,
+                                          pad_token_id=self.tokenizer.pad_token_id, **sampling)
+            decoded = self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            for k, j in enumerate(idx):
+                out[j] = decoded[k * n:(k + 1) * n]
         return out
 
     def complete(self, prompts, n=1, params=GenParams()):

@@ -1,14 +1,21 @@
-"""The training recipe, in one place: LAB's published phases, scaled to the model and data.
+"""The training recipe, in one place: which phases, how long, how fast, which weights.
 
-LAB (InstructLab) tunes in two phases: knowledge (7 epochs, LR 2e-5, effective batch 128), then
-skills with knowledge replay (10 epochs, LR 6e-6, effective batch 3840, longer warm-up);
-AdamW with betas (0.9, 0.95), cosine decay after a linear warm-up, gradient clipping at 1.0.
-Those numbers are for 7B models and tens of thousands of samples. ``scaled`` keeps their shape
-and shrinks what must shrink: the effective batch never exceeds an eighth of the dataset (so a
-phase has at least eight optimizer steps an epoch), and a model under 100M parameters — the
-embedded tiny student, which starts from random weights rather than a model that already speaks —
-gets a learning rate 50x higher and 50 epochs per phase, which such models need to learn anything
-(about two minutes for the sample taxonomy on 2 CPU cores).
+Three named recipes, chosen by ``--recipe`` (default ``auto``) and named in every report:
+
+- ``lab``: InstructLab's published phases, for real students at scale on GPUs. Knowledge: 7
+  epochs, LR 2e-5, effective batch 128; skills with knowledge replay: 10 epochs, LR 6e-6,
+  effective batch 3840, longer warm-up; AdamW betas (0.9, 0.95), cosine decay after linear
+  warm-up, gradient clipping 1.0. Every weight trained.
+- ``cpu``: a pretrained student on a few CPU cores (SmolLM2-135M in ``make demo``). Full
+  fine-tuning runs ~60 tokens/s on 2 cores, training the top 6 of 30 layers ~190 tokens/s, so
+  this recipe trains the top ``CPU_TRAIN_LAYERS`` layers, at a learning rate high enough to move
+  them in 3 + 2 epochs (1e-4, 5e-5): minutes, not hours. ``--train-layers 0`` trains every weight.
+- ``tiny``: the randomly initialised smoke student only (never chosen by size): LR x50 and 50
+  epochs per phase, which a model that starts from nothing needs to learn anything.
+
+``auto`` is ``tiny`` for a random-init student, ``lab`` on a GPU, ``cpu`` otherwise. Every
+recipe keeps LAB's shape and shrinks the batch: it never exceeds an eighth of the dataset, so a
+phase has at least eight optimizer steps an epoch.
 """
 
 from __future__ import annotations
@@ -37,15 +44,60 @@ BETAS = (0.9, 0.95)
 GRAD_CLIP = 1.0
 
 
+CPU_PHASE1 = Phase("knowledge", "phase1.jsonl", epochs=3, lr=1e-4, effective_batch=16, warmup_ratio=0.05)
+CPU_PHASE2 = Phase("skills", "phase2.jsonl", epochs=2, lr=5e-5, effective_batch=16, warmup_ratio=0.1)
+CPU_TRAIN_LAYERS = 6
+RECIPES = ("auto", "lab", "cpu", "tiny")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A recipe resolved for one student on one machine."""
+    recipe: str
+    phases: tuple
+    train_layers: int
+    """0: every weight; N: the top N layers and the final norm."""
+
+    def describe(self, layers_total: int | None = None) -> str:
+        what = "every weight" if not self.train_layers else \
+            f"top {self.train_layers}{f' of {layers_total}' if layers_total else ''} layers"
+        return f"recipe {self.recipe} ({what}; " + ", ".join(
+            f"{p.name}: {p.epochs} epochs, lr {p.lr:g}, batch {p.effective_batch}" for p in self.phases) + ")"
+
+
+def choose(recipe: str, pretrained: bool, gpu: bool) -> str:
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+    if recipe != "auto":
+        return recipe
+    return "tiny" if not pretrained else ("lab" if gpu else "cpu")
+
+
+def plan(recipe: str, sizes: dict[str, int], pretrained: bool, gpu: bool = False, epochs: int | None = None,
+         train_layers: int | None = None, lr: float | None = None) -> Plan:
+    """``sizes``: samples per phase name present ('knowledge', 'skills'), in order."""
+    name = choose(recipe, pretrained, gpu)
+    base = {"lab": (LAB_PHASE1, LAB_PHASE2), "cpu": (CPU_PHASE1, CPU_PHASE2),
+            "tiny": (LAB_PHASE1, LAB_PHASE2)}[name]
+    phases = []
+    for p in base:
+        if p.name not in sizes:
+            continue
+        batch = max(1, min(p.effective_batch, sizes[p.name] // 8 or 1))
+        rate = p.lr * (50 if name == "tiny" else 1)
+        n_epochs = max(p.epochs, 50) if name == "tiny" else p.epochs
+        phases.append(replace(p, effective_batch=batch, lr=lr if lr is not None else rate, epochs=epochs or n_epochs))
+    layers = train_layers if train_layers is not None else (CPU_TRAIN_LAYERS if name == "cpu" else 0)
+    return Plan(name, tuple(phases), layers)
+
+
 def estimate_parameters(config) -> int:
     """Parameters of a decoder-only transformer from its HF config (12·d²·layers + embeddings):
     enough to tell a tiny student from a real model without loading weights."""
     return 12 * config.hidden_size ** 2 * config.num_hidden_layers + config.vocab_size * config.hidden_size
 
 
-def scaled(phase: Phase, samples: int, parameters: int, epochs: int | None = None) -> Phase:
-    tiny = parameters < 100_000_000
-    batch = max(1, min(phase.effective_batch, samples // 8 or 1))
-    lr = phase.lr * (50 if tiny else 1)
-    default_epochs = max(phase.epochs, 50) if tiny else phase.epochs
-    return replace(phase, effective_batch=batch, lr=lr, epochs=epochs or default_epochs)
+def scaled(phase: Phase, samples: int, pretrained: bool = True, epochs: int | None = None) -> Phase:
+    """One LAB phase scaled to the data (``tiny`` rates for a random-init student)."""
+    p = plan("lab" if pretrained else "tiny", {phase.name: samples}, pretrained, epochs=epochs).phases[0]
+    return replace(p, data=phase.data)

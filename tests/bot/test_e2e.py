@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 HAIKU = "compositional_skills/writing/freeform/haiku/qna.yaml"
 # Smoke-sized training so the test takes a minute, not the demo's three: the same code path.
-SMOKE = "--epochs 1 --max-steps 3 --no-embeddings"
+SMOKE = "--student tiny --epochs 1 --max-steps 3 --no-embeddings --probe-questions 8"
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def e2e_bot(make_bot, settings, emulator, ray_head, tmp_path):
                 retrain_entrypoint=f"{env} sprout run {{git_url}} --ref {{sha}} --runs-root {{runs_root}} "
                                    f"{SMOKE} --print-report",
                 preview_entrypoint=f"{env} {default_entrypoint('preview')}",
-                precheck_entrypoint=f"{env} {default_entrypoint('precheck')}")
+                precheck_entrypoint=f"{env} {default_entrypoint('precheck')} --student tiny")
     return make_bot(s, dispatcher=lambda store, gh: Dispatcher(store, gh, s, address=ray_head.address, poll=0.5))
 
 

@@ -61,3 +61,17 @@ C is cut off"""
     assert bad == 2  # one without an answer, one truncated
     assert parse_pairs("") == ([], 0)
     assert parse_pairs("no format at all") == ([], 0)
+
+
+def test_a_wrapped_line_that_starts_with_a_number_is_not_a_list_item():
+    from tests.conftest import ROOT
+    text = (ROOT / "taxonomy/documents/ada_lovelace.md").read_text()
+    assert "\n1815. She was" in text  # the case: the birth year wraps onto its own line
+    chunks = chunk_markdown(text, "ada_lovelace.md")
+    joined = " ".join(c.text for c in chunks)
+    assert "10 December 1815. She was the only" in joined
+    # real lists still lose their markers, and an item may wrap
+    md = "Steps:\n\n1. Clone the repository.\n2. Make a branch\n   for the change.\n- a bullet\n"
+    [c] = chunk_markdown(md, "x.md")
+    assert "1." not in c.text and "2." not in c.text and "Make a branch for the change." in c.text
+    assert "- a bullet" not in c.text and "a bullet" in c.text

@@ -13,7 +13,7 @@ from tests.fakes.teacher import ScriptedTeacher
 
 def test_offline_generation_is_grounded_and_varied(sample_taxonomy, tmp_path):
     summary = generate(sample_taxonomy, tmp_path / "out", OfflineTeacher())
-    assert len(summary["leaves"]) == 6 and all(x["status"] == "generated" for x in summary["leaves"])
+    assert len(summary["leaves"]) == 7 and all(x["status"] == "generated" for x in summary["leaves"])
     knowledge = [r for f in (tmp_path / "out/generated").glob("knowledge__*.jsonl") for r in read_jsonl(f)]
     assert len(knowledge) >= 60
     assert {r["shape"] for r in knowledge} == {"short", "long"}
@@ -55,7 +55,7 @@ def test_killed_run_resumes_without_redoing_finished_leaves(sample_taxonomy, tmp
     resumed = ScriptedTeacher()
     summary = generate(sample_taxonomy, tmp_path / "a", resumed)
     statuses = [x["status"] for x in summary["leaves"]]
-    assert statuses.count("cached") == 2 and statuses.count("generated") == 4
+    assert statuses.count("cached") == 2 and statuses.count("generated") == 5
     assert not list((tmp_path / "a").rglob("*.tmp*"))
 
 

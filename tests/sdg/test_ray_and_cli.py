@@ -23,7 +23,7 @@ def test_generation_on_ray_matches_in_process(sample_taxonomy, tmp_path, monkeyp
         on_ray = generate(sample_taxonomy, tmp_path / "ray", OfflineTeacher(), runner=ray_runner(OfflineTeacher()))
     finally:
         ray.shutdown()
-    assert [x["status"] for x in on_ray["leaves"]] == ["generated"] * 6
+    assert [x["status"] for x in on_ray["leaves"]] == ["generated"] * 7
     for a, b in zip(local["leaves"], on_ray["leaves"]):
         assert a["samples"] == b["samples"]
     f = "knowledge__science__earth__water_cycle.jsonl"
@@ -39,9 +39,9 @@ def test_generate_filter_mix_commands(tmp_path):
     out = tmp_path / "data"
     g = run("generate", "taxonomy", "--out", str(out))
     assert g.returncode == 0, g.stderr
-    assert "6 leaves (6 generated, 0 from cache)" in g.stdout
+    assert "7 leaves (7 generated, 0 from cache)" in g.stdout
     again = run("generate", "taxonomy", "--out", str(out))
-    assert "(0 generated, 6 from cache)" in again.stdout
+    assert "(0 generated, 7 from cache)" in again.stdout
     f = run("filter", str(out), "--no-embeddings")
     assert f.returncode == 0, f.stderr
     assert "near_dedup" in f.stdout and (out / "filter_report.md").exists()
@@ -70,4 +70,4 @@ def test_filtering_leaf_by_leaf_on_ray(sample_taxonomy, tmp_path):
     finally:
         ray.shutdown()
     assert sorted(r["id"] for r in ray_kept) == sorted(r["id"] for r in local_kept)
-    assert ray_rep["totals"] == local_rep["totals"] and len(ray_rep["leaves"]) == 6
+    assert ray_rep["totals"] == local_rep["totals"] and len(ray_rep["leaves"]) == 7

@@ -62,3 +62,21 @@ def test_materialize_is_deterministic(tmp_path):
     one = git(materialize(tmp_path / "d", tmp_path / "one.git"), "rev-parse", "main")
     two = git(materialize(tmp_path / "d", tmp_path / "two.git"), "rev-parse", "main")
     assert one == two
+
+
+def test_every_sample_leaf_passes_the_reference_validator():
+    pytest = __import__("pytest")
+    parser = pytest.importorskip("instructlab.schema.taxonomy").TaxonomyParser
+    import logging
+    logging.getLogger("instructlab.schema").setLevel(logging.CRITICAL)
+    leaves = sorted(TAXONOMY.rglob("qna.yaml"))
+    assert any("fictional" in str(p) for p in leaves)
+    for path in leaves:
+        assert parser(schema_version=0, message_format="logging").parse(str(path)).errors == 0, path
+
+
+def test_the_fictional_leaf_says_it_is_fictional():
+    doc = (TAXONOMY / "documents" / "brenvik_isle.md").read_text()
+    assert "fictional" in doc.splitlines()[0].lower() and "does not exist" in doc
+    leaf = (TAXONOMY / "knowledge/geography/fictional/brenvik_isle/qna.yaml").read_text()
+    assert "fictional" in leaf.lower()
