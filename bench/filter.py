@@ -29,15 +29,15 @@ from pipeline.filter.minhash import MinHashConfig, near_dedup  # noqa: E402
 from pipeline.filter.quality import exact_dedup  # noqa: E402
 from pipeline.taxonomy.reader import iter_leaves  # noqa: E402
 
-CORPORA = [ROOT.parent / "shared/instructlab-taxonomy/snapshot-2024-08-20", ROOT / "taxonomy"]
+SNAPSHOT = "instructlab-taxonomy/snapshot-2024-08-20"
 FILLERS = ["please", "exactly", "briefly", "now", "here", "also", "really", "simply"]
 
 
 def base_pairs() -> list[tuple[str, str]]:
+    from _shared import shared
+    snapshot = shared(SNAPSHOT, "the InstructLab taxonomy's seed pairs", "using the sample taxonomy's only")
     pairs = []
-    for corpus in CORPORA:
-        if not corpus.is_dir():
-            continue
+    for corpus in [c for c in (snapshot, ROOT / "taxonomy") if c is not None]:
         for leaf in iter_leaves(corpus):
             for seed in (leaf.data or {}).get("seed_examples", []) if isinstance(leaf.data, dict) else []:
                 if not isinstance(seed, dict):

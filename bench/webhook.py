@@ -48,9 +48,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+REAL_PAYLOAD: Path | None = None
+"""A real pull_request delivery from the shared corpus, whose shape the bench sends (set in main)."""
+
+
 def payload(number: int, sha: str) -> bytes:
-    real = ROOT.parent / "shared/github/payloads/pull_request.opened.cogni_real.json"
-    p = json.loads(real.read_text()) if real.exists() else {"pull_request": {"head": {}, "base": {}}, "repository": {}}
+    real = REAL_PAYLOAD
+    p = json.loads(real.read_text()) if real else {"pull_request": {"head": {}, "base": {}}, "repository": {}}
     p["action"], p["number"] = "opened", number
     p["pull_request"].update(number=number)
     p["pull_request"]["head"]["sha"] = sha
@@ -175,6 +179,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--quick", action="store_true", help="3 seconds of load")
     args = ap.parse_args()
+    global REAL_PAYLOAD
+    from _shared import shared
+    REAL_PAYLOAD = shared("github/payloads/pull_request.opened.cogni_real.json", "a real pull_request delivery",
+                          "sending a minimal payload of the same event instead")
     seconds = 3.0 if args.quick else args.seconds
     with Emulator() as emu, tempfile.TemporaryDirectory() as tmp:
         emu.add_repo(REPO)

@@ -488,6 +488,14 @@ def cmd_bot_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def settings_help() -> str:
+    try:
+        from bot.settings_table import plain
+    except ImportError:  # installed without the bot
+        return "settings: see the README (bot section)"
+    return plain()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sprout",
@@ -496,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "evaluate.",
         epilog="Run 'sprout COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"sprout {__version__}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="let third-party warnings and progress bars through (quiet by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     v = sub.add_parser(
@@ -710,16 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve POST /webhook, GET /healthz, GET /metrics and a status page at /. "
                     "Deliveries are stored durably (SQLite) before GitHub gets its 202, and a "
                     "worker thread processes them.",
-        epilog="settings (environment): SPROUT_WEBHOOK_SECRET; SPROUT_GITHUB_TOKEN, or "
-               "SPROUT_GITHUB_APP_ID with SPROUT_GITHUB_PRIVATE_KEY or SPROUT_GITHUB_PRIVATE_KEY_PATH; "
-               "SPROUT_GITHUB_API_URL (default https://api.github.com); SPROUT_DATABASE_URL "
-               "(default sqlite:///.sprout/bot.db); RAY_ADDRESS; SPROUT_COMMAND_PREFIX; "
-               "SPROUT_APP_NAME; SPROUT_TRUSTED_TEAMS (org/team,...); SPROUT_MAX_ATTEMPTS; "
-               "SPROUT_LEASE_SECONDS; SPROUT_RETRAIN_ENTRYPOINT, SPROUT_PREVIEW_ENTRYPOINT, "
-               "SPROUT_PRECHECK_ENTRYPOINT; SPROUT_RUNS_ROOT; SPROUT_GIT_URL; SPROUT_STATUS_TOKEN "
-               "(else / and /metrics answer loopback only); SPROUT_DOCUMENT_HOSTS and "
-               "SPROUT_TEACHER_API_KEY (passed to jobs, which never see the GitHub credentials). "
-               "Token mode posts commit statuses instead of check runs (only Apps may write them).")
+        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
     serve.add_argument("--workers", type=int, default=1, help="worker threads (default: 1)")
@@ -740,6 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         argv, extra = argv[:cut], argv[cut + 1:]
     args = parser.parse_args(argv)
     args.run_args = extra
+    from .quiet import quiet
+    quiet(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -108,3 +108,47 @@ def test_start_from_last_trains_only_the_changed_leaf_with_replay(sample_taxonom
     p2 = recipe["phase2"]
     assert p2["replay"] >= p2["skills"] > 0  # half of the phase is replay
     assert json.loads(registry.read_text())[-1]["parent"] == models[0]["path"]
+
+
+@pytest.mark.slow
+def test_a_judge_filters_the_data_and_grades_the_answers(sample_taxonomy, tmp_path):
+    """`--judge URL`: an OpenAI-compatible judge on loopback that rejects cloze questions in the
+    filter and grades every evaluation answer (with reasoning before the score, and some replies
+    it cannot be read from). The offline teacher stays the teacher."""
+    from fastapi import FastAPI, Request
+
+    from tests.sdg.test_teachers_http import serve
+    app = FastAPI()
+    asked = {"filter": 0, "eval": 0}
+
+    @app.get("/v1/models")
+    def models():
+        return {"object": "list", "data": [{"id": "judge", "object": "model"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        text = body["messages"][-1]["content"]
+        if "Reply with exactly four lines" in text:
+            asked["filter"] += 1
+            reply = ("faithful: 1\nrelevance: 0\nquestion: 1\nanswer: 2" if "Fill in the blank" in text
+                     else "faithful: 1\nrelevance: 2\nquestion: 1\nanswer: 3")
+        else:
+            asked["eval"] += 1
+            reply = "Not sure." if asked["eval"] % 5 == 0 else "The answer is partly right.\n\n**Score:** 3"
+        return {"id": "x", "object": "chat.completion", "model": "judge",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}]}
+
+    server, url = serve(app)
+    try:
+        out, report = run(small(tmp_path, sample_taxonomy, judge=url, judge_model="judge"), log=lambda m: None)
+    finally:
+        server.should_exit = True
+    frep = json.loads((out / "data/filter_report.json").read_text())
+    assert asked["filter"] > 0 and frep["totals"]["filters"]["judge"]["dropped"] > 0
+    assert json.loads((out / "manifest.json").read_text())["stages"]["filter"]["judge"].endswith(":judge")
+    j = report["judge"]
+    assert j["asked"] == asked["eval"] and j["unparseable"] == asked["eval"] // 5 > 0
+    graded = [leaf for leaf in report["leaves"] if "judge_new" in leaf]
+    assert graded and all(leaf["judge_new"] == 0.5 for leaf in graded)
+    assert f"{j['unparseable']} of {j['asked']} replies unreadable" in (out / "report.md").read_text()

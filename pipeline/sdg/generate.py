@@ -19,7 +19,7 @@ from .documents import fetch
 from .parse import parse_pairs
 from .teachers import GenParams, Teacher
 
-FORMAT_VERSION = 2  # 2: seed material held out before generation
+FORMAT_VERSION = 3  # 2: seed material held out before generation; 3: training-share seed pairs as records
 
 
 class GenerateError(Exception):
@@ -133,6 +133,15 @@ def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, confi
                 malformed += bad
                 for pair in pairs:
                     records.append(_record(leaf, teacher, shape, pair, chunk=chunk, domain=leaf.data["domain"]))
+        # The leaf's own training-share pairs are data too (written by people, grounded in their
+        # context): they teach the question-and-answer form on this leaf's facts, which is how the
+        # held-out ones will be asked. Held-out pairs are not in ``leaf`` any more.
+        for ex in leaf.data["seed_examples"]:
+            context = Chunk(hashlib.sha256(ex["context"].encode()).hexdigest()[:16], "seed_examples", (), ex["context"])
+            for qa in ex["questions_and_answers"]:
+                rec = _record(leaf, teacher, "seed", {"question": qa["question"], "answer": qa["answer"]},
+                              chunk=context, domain=leaf.data["domain"])
+                records.append({**rec, "teacher": "seed"})
     else:
         jobs = skill_prompts(leaf, config)
         for completions in teacher.complete(jobs, config.samples, config.params):

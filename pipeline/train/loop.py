@@ -61,10 +61,23 @@ class TrainConfig:
         return cls(**d)
 
 
+def _announce_op_build() -> None:
+    """DeepSpeed compiles its CPU communication op with gcc on first use (~60 s, silent): say so."""
+    import sys
+    import torch
+    if torch.cuda.is_available() or os.environ.get("RANK", "0") != "0":
+        return
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
+    if not any(root.glob("*/deepspeed_shm_comm/*.so")):
+        print("[train] first use on this machine: DeepSpeed compiles its CPU communication op with gcc "
+              "(~60 s, once; cached in ~/.cache/torch_extensions)", file=sys.stderr, flush=True)
+
+
 def _dist_setup():
     import deepspeed
     import torch
     import torch.distributed as dist
+    _announce_op_build()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if not dist.is_initialized():
         if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # torchrun, deepspeed, Ray Train

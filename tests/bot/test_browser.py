@@ -29,22 +29,33 @@ def chromium(url: str, screenshot: str) -> str:
 
 
 def test_report_html_in_chromium(tmp_path):
+    long_path = "knowledge/science/earth/hydrology/groundwater/aquifers/recharge_and_discharge/qna.yaml"
     report = {"run_id": "run-42", "verdict": "accepted", "reasons": [],
               "taxonomy": {"path": "taxonomy", "ref": "abc123", "base_ref": None},
+              "student": {"name": "tiny (random init)", "pretrained": False},
+              "teacher": {"name": "offline (rule-based, no model)", "smoke": True}, "judge": None,
+              "recipe": {"name": "tiny", "train_layers": 0, "layers": 2, "text": "recipe tiny (every weight)"},
               "started_from": {"kind": "base", "model": "base"}, "new_model": "new",
-              "leaves": [{"path": "knowledge/science/earth/water_cycle/qna.yaml", "class": "Improved",
-                          "samples_generated": 44, "samples_kept": 14, "base_score": 0.012, "new_score": 0.317,
-                          "delta": 0.305, "examples": [{"question": "What is evaporation?", "expected": "x",
-                                                         "base": "", "new": "Evaporation is"}]}],
+              "leaves": [{"path": long_path, "class": "Improved", "changed": True,
+                          "samples_generated": 44, "samples_kept": 14, "base_score": 0.012, "deployed_score": 0.012,
+                          "new_score": 0.317, "delta": 0.305, "interval": [0.2, 0.41], "constant_score": 0.05,
+                          "examples": [],
+                          "heldout": [{"question": "What is evaporation?", "reference": "Water turning into vapour.",
+                                       "deployed_answer": "", "new_answer": "Evaporation is water turning into vapour.",
+                                       "deployed_score": 0.0, "new_score": 0.6}]}],
               "forgetting": {"base": 7.64, "new": 7.1, "threshold": 0.1, "passed": True},
               "funnel": {"in": 212, "out": 61, "filters": {"exact_dedup": 89, "near_dedup": 57}},
-              "training": {"knowledge": [{"step": i, "loss": 7 - i / 20} for i in range(1, 40)]},
+              "training": {"knowledge": [{"step": i, "loss": 7 - i / 20} for i in range(1, 40)],
+                           "skills": [{"step": i, "loss": 6 - i / 20} for i in range(1, 20)]},
               "timings": {"train": 52.0}}
     page = tmp_path / "report.html"
     page.write_text(rpt.html_page(report))
     dom = chromium(page.as_uri(), "report.png")
-    assert "Sprout retrain: accepted" in dom and "0.317" in dom and "water_cycle" in dom
+    assert "Sprout retrain: accepted" in dom and "0.317" in dom and long_path in dom  # never cut
+    assert "Smoke run, not evidence" in dom and "tiny (random init)" in dom
     assert "<polyline" in dom and "212 generated" in dom
+    assert 'class="phase-boundary"' in dom and 'class="xtick"' in dom and ">skills<" in dom
+    assert "Evaporation is water turning into vapour." in dom and "+0.305 [+0.200, +0.410]" in dom
 
 
 def test_status_page_in_chromium(bot, emulator):

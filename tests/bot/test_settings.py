@@ -61,3 +61,23 @@ def test_clone_url_follows_the_api_url():
     own = Settings.from_env({**base, "SPROUT_GIT_URL": "ssh://git@mirror/{repo}.git", "SPROUT_RUNS_ROOT": "/shared/runs"})
     assert own.clone_url("o/r") == "ssh://git@mirror/o/r.git" and own.runs_root == "/shared/runs"
     assert "{git_url}" in own.retrain_entrypoint and "--base {base_sha}" in own.preview_entrypoint
+
+
+def test_one_settings_table_for_readme_help_and_code():
+    """The README's table is the table in bot/settings_table.py, `sprout bot serve --help` prints
+    every name in it, and every variable Settings reads is in it."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bot import settings_table
+    root = Path(__file__).resolve().parents[2]
+    assert settings_table.markdown() in (root / "README.md").read_text()
+    names = set(re.findall(r"[A-Z][A-Z_]{4,}", " ".join(n for n, _ in settings_table.SETTINGS)))
+    helptext = subprocess.run([sys.executable, "-m", "pipeline.cli", "bot", "serve", "--help"], cwd=root,
+                              capture_output=True, text=True).stdout
+    assert all(n in helptext for n in names), sorted(n for n in names if n not in helptext)
+    read = set(re.findall(r'get\("([A-Z_]+)"\)', (root / "bot/settings.py").read_text()))
+    assert read <= names, read - names
+    assert {"SPROUT_DOCUMENT_HOSTS", "SPROUT_TEACHER_API_KEY"} <= names  # what the bot passes to jobs
