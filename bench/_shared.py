@@ -25,3 +25,11 @@ def shared(relative: str, what: str, instead: str) -> Path | None:
     print(f"skipped: {what} ({path or 'SPROUT_SHARED is empty'} not found); {instead}. "
           f"To include it, set SPROUT_SHARED=/path/to/shared (see README, Tests).", flush=True)
     return None
+
+
+def goal(label: str, value: float, target: float, higher_is_better: bool = True, unit: str = "") -> str:
+    """One line that cannot be read as a pass when it is not one."""
+    met = value >= target if higher_is_better else value < target
+    op = ">=" if higher_is_better else "<"
+    verdict = "met" if met else "MISSED (this run; CI does not fail on a noisy machine)"
+    return f"goal {label}: {value:g}{unit} vs {op} {target:g}{unit}: {verdict}"

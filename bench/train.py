@@ -115,7 +115,10 @@ def main() -> None:
     print(f"{'trainer':<44}{'useful tokens':>14}{'seconds':>9}{'tokens/s':>10}{'padding eff.':>14}")
     print(f"{'sprout (packed, DeepSpeed ZeRO-2)':<44}{a['useful_tokens']:>14,}{a['seconds']:>9.1f}{a['tokens_per_s']:>10,.0f}{a['padding_efficiency']:>14.1%}")
     print(f"{'HF Trainer (dynamic padding, batch ' + str(args.batch) + ')':<44}{b['useful_tokens']:>14,}{b['seconds']:>9.1f}{b['tokens_per_s']:>10,.0f}{b['padding_efficiency']:>14.1%}")
-    print(f"ratio (useful tokens/s): {ratio:.2f}x   goals: padding efficiency >= 95%, ratio >= 1.5x")
+    from _shared import goal
+    print(f"ratio (useful tokens/s): {ratio:.2f}x")
+    print(goal("padding efficiency", round(a["padding_efficiency"] * 100, 1), 95, unit="%"))
+    print(goal("useful tokens/s over the baseline", round(ratio, 2), 1.5, unit="x"))
     print(json.dumps({"bench": "train", "ratio": round(ratio, 3), "samples": samples,
                       "sprout": {k: round(v, 4) if isinstance(v, float) else v for k, v in a.items()},
                       "baseline": {k: round(v, 4) if isinstance(v, float) else v for k, v in b.items()}}))

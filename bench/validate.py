@@ -102,10 +102,14 @@ def main() -> None:
     print(f"{'sprout (line-accurate schema)':<34}{n:>7}{ours:>10.3f}{n / ours:>10.0f}{ours_invalid:>9}")
     if ref is not None:
         print(f"{'instructlab-schema 0.4.2 + yamllint':<34}{n:>7}{ref:>10.3f}{n / ref:>10.0f}{ref_invalid:>9}")
-        print(f"ratio: {ref / ours:.1f}x faster (goal: >= 20x)")
+        from _shared import goal
+        print(f"ratio: {ref / ours:.1f}x faster")
+        print(goal("validator speed-up", round(ref / ours, 1), 20, unit="x"))
     else:
         print("reference not installed (pip install instructlab-schema==0.4.2 yamllint)")
-    print(f"sprout validate --diff, one changed leaf, whole process: {diff_s:.3f} s (goal: < 0.3 s)")
+    from _shared import goal
+    print(f"sprout validate --diff, one changed leaf, whole process: {diff_s:.3f} s")
+    print(goal("validate --diff process time", round(diff_s, 3), 0.3, higher_is_better=False, unit=" s"))
     print(json.dumps({"bench": "validate", "corpus": str(args.corpus), "ratio": round(ref / ours, 2) if ref else None,
                       "files": n, "sprout_s": round(ours, 4), "reference_s": round(ref, 4) if ref else None,
                       "sprout_files_per_s": round(n / ours), "reference_files_per_s": round(n / ref) if ref else None,

@@ -1,0 +1,89 @@
+"""`sprout model serve` and `sprout bot serve`: the long-running servers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def cmd_model_serve(args: argparse.Namespace) -> int:
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "config.json").is_file():
+        print(f"sprout model serve: {model_dir} is not a Hugging Face model directory (no config.json)",
+              file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from ..serve.openai_server import create_app
+    app = create_app(model_dir, name=args.name)
+    print(f"serving {model_dir} at http://{args.host}:{args.port}/v1 (OpenAI-compatible)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_bot_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from bot.app import create_app
+        from bot.settings import Settings, SettingsError
+    except ImportError as e:
+        print(f"sprout bot serve: {e}; install the bot with: pip install 'sprout[bot]'", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        print(f"sprout bot serve: {e}", file=sys.stderr)
+        return 2
+    dispatcher = None
+    if not args.no_retrain:
+        from bot.dispatch import Dispatcher
+        dispatcher = Dispatcher.from_settings(settings)
+    app = create_app(settings, dispatcher=dispatcher, workers=args.workers)
+    print(f"Sprout bot on http://{args.host}:{args.port} (webhook: POST /webhook, status: /, "
+          f"metrics: /metrics); store {settings.database_path}", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def settings_help() -> str:
+    try:
+        from bot.settings_table import plain
+    except ImportError:  # installed without the bot
+        return "settings: see the README (bot section)"
+    return plain()
+
+
+def register(sub) -> None:
+    md = sub.add_parser("model", help="work with models")
+    msub = md.add_subparsers(dest="model_command", metavar="COMMAND")
+    ms = msub.add_parser("serve", help="serve a model with an OpenAI-compatible API",
+                         description="Serve any Hugging Face causal-LM directory at /v1/models, "
+                                     "/v1/chat/completions and /v1/completions, e.g. as a teacher for "
+                                     "'sprout generate --teacher http://127.0.0.1:8000/v1'.")
+    ms.add_argument("model_dir", help="a model directory (config.json, weights, tokenizer)")
+    ms.add_argument("--host", default="127.0.0.1")
+    ms.add_argument("--port", type=int, default=8000)
+    ms.add_argument("--name", help="model id to serve under (default: the folder name)")
+    ms.set_defaults(func=cmd_model_serve)
+    md.set_defaults(func=lambda a: (md.print_help(), 2)[1])
+
+    b = sub.add_parser("bot", help="the GitHub webhook bot",
+                       description="The GitHub-facing bot: validates pull requests, answers "
+                                   "/sprout commands, dispatches retraining on merge.")
+    bsub = b.add_subparsers(dest="bot_command", metavar="COMMAND")
+    serve = bsub.add_parser(
+        "serve", help="run the webhook server and its worker",
+        description="Serve POST /webhook, GET /healthz, GET /metrics and a status page at /. "
+                    "Deliveries are stored durably (SQLite) before GitHub gets its 202, and a "
+                    "worker thread processes them.",
+        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="worker threads (default: 1)")
+    serve.add_argument("--no-retrain", action="store_true",
+                       help="do not dispatch retraining jobs to Ray on merge")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_bot_serve)
+    b.set_defaults(func=lambda a: (b.print_help(), 2)[1])
