@@ -401,7 +401,7 @@ class Run:
             raise RunError(f"train: {e}") from None
         layers_total = getattr(AutoConfig.from_pretrained(base), "num_hidden_layers", None)
         recipe_text = chosen.describe(layers_total)
-        self.log(f"[train] {student['name']}{'' if student['pretrained'] else ' (random init: a smoke run)'}: {recipe_text}")
+        self.log(f"[train] {student['name']}{'' if student['pretrained'] else ' (random init: a smoke run)'}: recipe {recipe_text}")
         tc = TrainConfig(student=str(base), out=str(self.out / "model"), phases=chosen.phases, data_dir=str(data),
                          max_len=1024, tokens_per_micro_batch=1024, max_steps=c.max_steps,
                          seed=c.seed, checkpoint_every=25, train_layers=chosen.train_layers)

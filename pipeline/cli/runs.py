@@ -30,7 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if smoke:
         print(smoke.replace("**", ""))
     st = report["student"]
-    print(f"student {st['name']} · {report['recipe']['text'] if report.get('recipe') else ''} · teacher {report['teacher']['name']}")
+    print(f"student {st['name']} · {'recipe ' + report['recipe']['text'] if report.get('recipe') else ''} · teacher {report['teacher']['name']}")
     print(f"{'class':<10} {'deployed':>8} {'new':>6} {'gain [90% interval]':>26}  leaf")
     for leaf in report["leaves"]:
         iv = leaf["interval"]

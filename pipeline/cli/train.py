@@ -55,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          zero_stage=args.zero, offload=args.offload, precision=args.precision,
                          checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, seed=args.seed,
                          train_layers=chosen.train_layers)
-    print(chosen.describe(), file=sys.stderr)
+    print("recipe " + chosen.describe(), file=sys.stderr)
     for p in phases:
         print(f"phase {p.name}: {p.epochs} epochs, lr {p.lr:g}, effective batch {p.effective_batch}, "
               f"warm-up {p.warmup_ratio:.0%}", file=sys.stderr)

@@ -63,8 +63,9 @@ class Plan:
     def describe(self, layers_total: int | None = None) -> str:
         what = "every weight" if not self.train_layers else \
             f"top {self.train_layers}{f' of {layers_total}' if layers_total else ''} layers"
-        return f"recipe {self.recipe} ({what}; " + ", ".join(
-            f"{p.name}: {p.epochs} epochs, lr {p.lr:g}, batch {p.effective_batch}" for p in self.phases) + ")"
+        return f"{self.recipe} ({what}; " + ", ".join(
+            f"{p.name}: {p.epochs} epoch{'s' if p.epochs != 1 else ''}, lr {p.lr:g}, batch {p.effective_batch}"
+            for p in self.phases) + ")"
 
 
 def choose(recipe: str, pretrained: bool, gpu: bool) -> str:
