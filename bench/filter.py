@@ -16,6 +16,7 @@ The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import sys
@@ -33,6 +34,7 @@ SNAPSHOT = "instructlab-taxonomy/snapshot-2024-08-20"
 FILLERS = ["please", "exactly", "briefly", "now", "here", "also", "really", "simply"]
 
 
+@functools.lru_cache(maxsize=1)  # read (and a missing corpus reported) once per run
 def base_pairs() -> list[tuple[str, str]]:
     from _shared import shared
     snapshot = shared(SNAPSHOT, "the InstructLab taxonomy's seed pairs", "using the sample taxonomy's only")

@@ -55,12 +55,14 @@ def questions_for(leaf: dict, system: str) -> list[dict]:
     return items
 
 
-def answer_all(model_dir: Path, conversations: list[list[dict]], config: EvalConfig) -> list[str]:
+def answer_all(model_dir: Path, conversations: list[list[dict]], config: EvalConfig,
+               progress: str | None = None) -> list[str]:
     if not conversations:
         return []
     from ..sdg.teachers import GenParams, HFTeacher
     teacher = HFTeacher(model_dir, batch_size=config.batch_size)
-    out = teacher.generate(conversations, GenParams(temperature=0.0, max_tokens=config.max_new_tokens, seed=0))
+    out = teacher.generate(conversations, GenParams(temperature=0.0, max_tokens=config.max_new_tokens, seed=0),
+                           progress=progress)
     return [o[0].strip() for o in out]
 
 
@@ -145,7 +147,7 @@ def evaluate(deployed_dir: Path, new_dir: Path, leaves: dict[str, dict], system:
     answers = {}
     for name, folder in models.items():
         log(f"[evaluate] {name} model answers {len(items)} held-out and {len(rows)} probe questions")
-        answers[name] = answer_all(folder, convs, config)
+        answers[name] = answer_all(folder, convs, config, progress=f"{name} model answers")
     judged: dict[str, list] = {}
     judge_stats = None
     if judge is not None and getattr(judge, "can_judge", False) and items:

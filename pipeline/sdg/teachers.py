@@ -172,7 +172,9 @@ class HFTeacher:
         # model once (cached below) and reuses it for every task it runs.
         return (_hf_teacher, self._spec)
 
-    def generate(self, conversations: list[list[dict]], params: GenParams, n: int = 1) -> list[list[str]]:
+    def generate(self, conversations: list[list[dict]], params: GenParams, n: int = 1,
+                 progress: str | None = None) -> list[list[str]]:
+        """``progress``: a label for a bar over the batches (generation on CPU takes minutes)."""
         import torch
         torch.manual_seed(params.seed)
         texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in conversations]
@@ -181,6 +183,10 @@ class HFTeacher:
         sampling = {"do_sample": True, "temperature": params.temperature} if params.temperature > 0 else \
             {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         out: list[list[str] | None] = [None] * len(texts)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(texts), desc=progress, unit="answer", leave=False)
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
             enc = self.tokenizer([texts[j] for j in idx], return_tensors="pt", padding=True,
@@ -191,6 +197,10 @@ class HFTeacher:
             decoded = self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             for k, j in enumerate(idx):
                 out[j] = decoded[k * n:(k + 1) * n]
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
         return out
 
     def complete(self, prompts, n=1, params=GenParams()):
