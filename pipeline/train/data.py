@@ -64,32 +64,62 @@ def read_messages(path: Path) -> list[list[dict]]:
     return out
 
 
+class TemplateError(DatasetError):
+    """The chat template cannot say which tokens are the assistant's; never guessed."""
+
+
+def _template_name(tokenizer) -> str:
+    name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+    head = " ".join((tokenizer.chat_template or "").split())[:80]
+    return f"{name} (template starting {head!r})"
+
+
+def _render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt) \
+        if messages else ""
+
+
 def tokenize_conversation(tokenizer, messages: list[dict]) -> Sample:
     """Render with the tokenizer's chat template; labels are the token ids of assistant turns
-    (including their end-of-turn token) and IGNORE everywhere else. Works for any template whose
-    rendering of a conversation prefix is a prefix of the whole rendering."""
-    ids: list[int] = []
-    labels: list[int] = []
+    (with their end-of-turn marker) and IGNORE everywhere else.
+
+    A template that marks assistant text itself (``{% generation %}``) is asked for its mask.
+    Otherwise each assistant turn is located as text: the conversation up to it, rendered with
+    the generation prompt, and the conversation through it must both be prefixes of the whole
+    rendering; the whole is tokenised once and tokens overlapping an assistant span are labels.
+    A template that breaks this (one that moves the system prompt into the last user turn, say)
+    raises TemplateError naming it: a silent fallback would train on the wrong tokens."""
+    template = tokenizer.chat_template or ""
+    if "{% generation %}" in template or "{%- generation %}" in template:
+        enc = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True)
+        ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
+        return Sample(ids, [t if m else IGNORE for t, m in zip(ids, mask)])
+    full = _render(tokenizer, messages)
+    spans = []
     for i, m in enumerate(messages):
-        if m["role"] == "assistant":
-            before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
-        else:
-            before = tokenizer.apply_chat_template(messages[:i], tokenize=False) if i else ""
-        upto = tokenizer.apply_chat_template(messages[:i + 1], tokenize=False)
-        prefix_ids = tokenizer(before, add_special_tokens=False)["input_ids"] if before else []
-        full_ids = tokenizer(upto, add_special_tokens=False)["input_ids"]
-        if full_ids[:len(prefix_ids)] != prefix_ids or full_ids[:len(ids)] != ids:
-            # the template re-tokenises across turn boundaries: fall back to per-turn pieces
-            full_ids = ids + tokenizer(upto[len(before):] if upto.startswith(before) else upto,
-                                       add_special_tokens=False)["input_ids"]
-            prefix_ids = ids
-        new = full_ids[len(ids):]
-        if m["role"] == "assistant":
-            head = len(prefix_ids) - len(ids)  # the generation prompt belongs to the context
-            labels += [IGNORE] * head + new[head:]
-        else:
-            labels += [IGNORE] * len(new)
-        ids = full_ids
+        if m["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:i], generation_prompt=True)
+        through = _render(tokenizer, messages[:i + 1])
+        if not (full.startswith(before) and full.startswith(through) and len(through) > len(before)):
+            raise TemplateError(f"chat template of {_template_name(tokenizer)}: the conversation up to "
+                                f"assistant turn {i} does not render as a prefix of the whole conversation, "
+                                "so its tokens cannot be told apart; use a template with "
+                                "{% generation %} markers or one that renders turns in order")
+        spans.append((len(before), len(through)))
+    if not getattr(tokenizer, "is_fast", False):
+        raise TemplateError(f"{_template_name(tokenizer)}: a slow tokenizer gives no character offsets; "
+                            "use a fast tokenizer (tokenizer.json)")
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    labels = [IGNORE] * len(ids)
+    k = 0
+    for j, (a, b) in enumerate(enc["offset_mapping"]):
+        while k < len(spans) and spans[k][1] <= a:
+            k += 1
+        if k < len(spans) and a < spans[k][1] and b > spans[k][0]:
+            labels[j] = ids[j]
     return Sample(ids, labels)
 
 

@@ -231,9 +231,12 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
         plan = plan_epoch(lengths, config.tokens_per_micro_batch, world, epoch, config.seed)[rank]
         first = start_micro if epoch == start_epoch else 0
         for micro in range(first, len(plan)):
-            ids, labels, pos = collate(samples, plan[micro], tokenizer.pad_token_id)
+            # batches and counters live on the engine's device (NCCL all-reduces device tensors)
+            ids, labels, pos = collate(samples, plan[micro], tokenizer.pad_token_id, device=engine.device)
             loss, n_tok = loss_sum(engine, ids, labels, pos)
-            counts = torch.tensor([float(n_tok), float(loss.detach()), float(sum(len(samples[i]) for i in (plan[micro].samples if plan[micro] else []))), float(ids.shape[1])])
+            real = sum(len(samples[i]) for i in (plan[micro].samples if plan[micro] else []))
+            counts = torch.tensor([float(n_tok), float(loss.detach()), float(real), float(ids.shape[1])],
+                                  device=engine.device)
             dist.all_reduce(counts)
             global_tokens = max(1.0, float(counts[0]))
             # token-weighted mean across workers: DeepSpeed averages gradients over ranks

@@ -50,10 +50,10 @@ def plan_epoch(lengths: list[int], max_tokens: int, world: int, epoch: int, seed
     return [[*x, *([None] * (steps - len(x)))] for x in per_rank]
 
 
-def collate(samples: list[Sample], bin_: Bin | None, pad_id: int, min_len: int = 1):
-    """One packed row: (input_ids, labels, position_ids) as 1 x L tensors. Labels are already
-    aligned to the next-token targets; the first token of each sample never learns from the
-    sample before it."""
+def collate(samples: list[Sample], bin_: Bin | None, pad_id: int, min_len: int = 1, device=None):
+    """One packed row: (input_ids, labels, position_ids) as 1 x L tensors on ``device``. Labels
+    are already aligned to the next-token targets; the first token of each sample never learns
+    from the sample before it."""
     import torch
     ids, labels, pos = [], [], []
     for i in (bin_.samples if bin_ else []):
@@ -64,19 +64,19 @@ def collate(samples: list[Sample], bin_: Bin | None, pad_id: int, min_len: int =
         pos += list(range(len(s)))
     if not ids:  # an empty step: one pad token, nothing to learn
         ids, labels, pos = [pad_id] * min_len, [IGNORE] * min_len, list(range(min_len))
-    t = lambda x: torch.tensor([x], dtype=torch.long)  # noqa: E731
+    t = lambda x: torch.tensor([x], dtype=torch.long, device=device)  # noqa: E731
     return t(ids), t(labels), t(pos)
 
 
 def block_causal_mask(position_ids, dtype):
     """A 4D additive mask (1, 1, L, L): causal within each packed sample, blocked across them."""
     import torch
-    pos = position_ids[0]
+    pos = position_ids[0]  # built where the ids are (the engine's device), not on the CPU
     seg = torch.cumsum((pos == 0).long(), 0)
     same = seg[:, None] == seg[None, :]
-    causal = torch.ones(len(pos), len(pos), dtype=torch.bool).tril()
+    causal = torch.ones(len(pos), len(pos), dtype=torch.bool, device=pos.device).tril()
     allowed = same & causal
-    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=pos.device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[None, None]
 
