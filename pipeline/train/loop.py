@@ -37,6 +37,9 @@ class TrainConfig:
     precision: str = "auto"
     """'bf16', 'fp32' or 'auto' (bf16 on a GPU that supports it, fp32 on CPU)."""
     weight_decay: float = 0.0
+    optimizer: str = "adamw"
+    """'adamw' (LAB's), or 'sgd' (plain SGD: an update proportional to the gradient, which the
+    loss-normalisation test compares; Adam's first step is nearly sign(gradient))."""
     seed: int = 42
     checkpoint_every: int = 50
     """Optimizer steps between checkpoints (and one at each phase end)."""
@@ -163,7 +166,7 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
     import torch.distributed as dist
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .data import read_messages, tokenize_dataset
+    from .data import IGNORE, read_messages, tokenize_dataset
     from .packing import collate, loss_sum, plan_epoch
 
     out = Path(config.out)
@@ -179,6 +182,8 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
         raise DatasetError(f"{phase.data}: no usable samples ({report.dropped_too_long} over "
                            f"{config.max_len} tokens, {report.dropped_no_assistant} without an assistant turn)")
     lengths = [len(s) for s in samples]
+    # loss-token count per sample after the next-token shift (what loss_sum counts)
+    targets = [sum(1 for x in s.labels[1:] if x != IGNORE) for s in samples]
     steps_per_epoch = len(plan_epoch(lengths, config.tokens_per_micro_batch, world, 0, config.seed)[0])
     per_micro = len(samples) / max(1, steps_per_epoch * world)
     accum = max(1, round(phase.effective_batch / max(1e-9, per_micro * world)))
@@ -195,10 +200,12 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
         "train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": accum,
         "gradient_clipping": GRAD_CLIP, "zero_optimization": zero, "steps_per_print": 10 ** 9,
         "bf16": {"enabled": precision == "bf16"}, "wall_clock_breakdown": False,
+        "zero_allow_untested_optimizer": config.optimizer != "adamw",
         # torch's AdamW: DeepSpeed's fused/cpu Adam would be compiled with gcc on first use
         "optimizer": {"type": "AdamW", "params": {"lr": phase.lr, "betas": list(BETAS),
                                                   "weight_decay": config.weight_decay,
-                                                  "torch_adam": not config.offload}},
+                                                  "torch_adam": not config.offload}}
+        if config.optimizer == "adamw" else {"type": "SGD", "params": {"lr": phase.lr}},
     }
     schedule = _schedule(total, warmup, phase.min_lr_ratio)
     engine, optimizer, _, scheduler = deepspeed.initialize(
@@ -231,6 +238,19 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
         plan = plan_epoch(lengths, config.tokens_per_micro_batch, world, epoch, config.seed)[rank]
         first = start_micro if epoch == start_epoch else 0
         for micro in range(first, len(plan)):
+            # An optimizer step is a window of `accum` micro-batches inside one epoch (the last
+            # one may be shorter: it is applied, not dropped). Its gradient is the sum of token
+            # losses over the whole window on every rank divided by the window's loss-token count
+            # across ranks: one token-mean, not a mean of per-micro-batch means.
+            start = first + (micro - first) // accum * accum
+            end = min(start + accum, len(plan))
+            if micro == start:
+                local = sum(targets[i] for b in plan[start:end] if b for i in b.samples)
+                window_total = torch.tensor([float(local)], device=engine.device)
+                dist.all_reduce(window_total)
+                window_total = max(1.0, float(window_total[0]))
+            boundary = micro == end - 1
+            engine.set_gradient_accumulation_boundary(boundary)
             # batches and counters live on the engine's device (NCCL all-reduces device tensors)
             ids, labels, pos = collate(samples, plan[micro], tokenizer.pad_token_id, device=engine.device)
             loss, n_tok = loss_sum(engine, ids, labels, pos)
@@ -238,10 +258,9 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
             counts = torch.tensor([float(n_tok), float(loss.detach()), float(real), float(ids.shape[1])],
                                   device=engine.device)
             dist.all_reduce(counts)
-            global_tokens = max(1.0, float(counts[0]))
-            # token-weighted mean across workers: DeepSpeed averages gradients over ranks
-            engine.backward(loss * world / global_tokens)
-            boundary = engine.is_gradient_accumulation_boundary()
+            # x world: DeepSpeed averages gradients over ranks; no division by the accumulation
+            # steps (scale_wrt_gas=False): the window's token count already normalises
+            engine.backward(loss * world / window_total, scale_wrt_gas=False)
             engine.step()
             window_loss += float(counts[1])
             window_tokens += int(counts[0])

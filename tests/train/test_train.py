@@ -175,3 +175,46 @@ def test_one_and_two_ray_workers_give_the_same_curve(model_dir, tmp_path):
     assert abs(len(one) - len(two)) <= max(2, len(one) // 4) and json.loads((tmp_path / "w2/metrics.jsonl").read_text().splitlines()[0])["workers"] == 2
     assert abs(one[0] - two[0]) < 0.1 and abs(one[-1] - two[-1]) < 0.25, (one, two)
     assert one[-1] < one[0] and two[-1] < two[0]
+
+
+@pytest.mark.slow
+def test_accumulated_step_equals_one_big_batch(model_dir, tokenizer, tmp_path):
+    """One optimizer step over micro-batches of very different loss-token counts gives the same
+    weights as one micro-batch holding everything: the step divides the summed token losses by
+    the window's token count (a mean of per-micro-batch means would weigh the short answers up).
+    Plain SGD, so the update is proportional to the gradient."""
+    answers = ["Yes.", "It is blue and round.", " ".join(["The answer is long"] * 12) + ".",
+               " ".join(["a very long answer indeed"] * 20) + "."]
+    rows = [[{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": a}]
+            for i, a in enumerate(answers)]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "phase1.jsonl").write_text("".join(json.dumps({"messages": r}) + "\n" for r in rows))
+    samples, _ = tokenize_dataset(tokenizer, rows, 512)
+    lengths = [len(s) for s in samples]
+    phase = Phase("knowledge", "phase1.jsonl", 1, 0.5, 4, 0.0)
+    outs = {}
+    for name, budget in (("accumulated", max(lengths)), ("one-batch", sum(lengths) + 8)):
+        cfg = TrainConfig(student=str(model_dir), out=str(tmp_path / name), phases=(phase,), data_dir=str(data),
+                          max_len=512, tokens_per_micro_batch=budget, max_steps=1, optimizer="sgd",
+                          checkpoint_every=100)
+        code = ("import json, sys; from pipeline.train.loop import TrainConfig, train; "
+                "train(TrainConfig.from_dict(json.loads(sys.argv[1])), progress=False)")
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+        env["PYTHONPATH"] = str(ROOT)
+        p = subprocess.run([sys.executable, "-c", code, json.dumps(cfg.to_dict())], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        outs[name] = tmp_path / name
+    acc = metrics(outs["accumulated"])
+    one = metrics(outs["one-batch"])
+    assert len(acc) == len(one) == 1 and acc[0]["accumulation"] >= 2 and one[0]["accumulation"] == 1
+    assert acc[0]["loss_tokens"] == one[0]["loss_tokens"]
+    from safetensors.torch import load_file
+    base = load_file(str(model_dir / "model.safetensors"))
+    a = load_file(str(outs["accumulated"] / "knowledge" / "model.safetensors"))
+    b = load_file(str(outs["one-batch"] / "knowledge" / "model.safetensors"))
+    moved = max(float((b[k] - base[k]).abs().max()) for k in b)
+    assert moved > 1e-3  # the step did something
+    assert max(float((a[k] - b[k]).abs().max()) for k in b) < 1e-5 * max(1.0, moved) * 10
