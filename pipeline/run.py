@@ -462,8 +462,8 @@ class Run:
         if regressed:
             reasons.append(f"regressed leaves: {', '.join(regressed)}")
         verdict = "rejected" if reasons else "accepted"
-        from .sdg.teachers import make_teacher
-        teacher = make_teacher(self.config.teacher, model=self.config.teacher_model)
+        # the teacher as generation recorded it: building it again here would load a model
+        teacher_id = json.loads((data / "generate_summary.json").read_text())["teacher"]
         offline = self.config.teacher in (None, "", "offline")
         judge = ev.get("judge")
         training: dict = {}
@@ -476,7 +476,7 @@ class Run:
                   "taxonomy": {"path": self.state["taxonomy_path"], "ref": self.state.get("taxonomy_sha"),
                                "base_ref": self.state.get("last_trained")},
                   "student": self.state.get("student") or {"name": "?", "pretrained": True},
-                  "teacher": {"name": "offline (rule-based, no model)" if offline else teacher.identity,
+                  "teacher": {"name": "offline (rule-based, no model)" if offline else teacher_id,
                               "smoke": offline},
                   "judge": judge, "recipe": self.state.get("recipe"),
                   "deployed_model": ev.get("models", {}).get("deployed"),
