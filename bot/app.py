@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import html
 import json
@@ -20,8 +21,8 @@ from .handlers import router as default_router
 from .router import Router
 from .settings import Settings
 from .signature import SignatureError, verify
-from .store import Store
-from .worker import Worker
+from .store import GroupCommit, Store
+from .worker import HandlerTimes, Worker
 
 log = logging.getLogger(__name__)
 MAX_PAYLOAD = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
@@ -39,7 +40,10 @@ class _Counters:
 
 def create_app(settings: Settings, *, store: Store | None = None, github: GitHub | None = None,
                router: Router | None = None, dispatcher=None, workers: int = 1,
-               recover: bool | None = None) -> FastAPI:
+               recover: bool | None = None, worker_process=None) -> FastAPI:
+    """The intake app. ``workers`` worker threads run in this process (tests, small installs);
+    with ``worker_process`` (a ``bot.workerproc.WorkerProcess``, what `sprout bot serve` uses)
+    the work runs in its own process and this one only verifies, stores and answers."""
     store = store or Store(settings.database_path)
     github = github or GitHub(settings)
     ctx = Context(settings, github, store, dispatcher)
@@ -56,20 +60,36 @@ def create_app(settings: Settings, *, store: Store | None = None, github: GitHub
                 log.warning("delivery recovery failed: %s", e)
             stop.wait(settings.recover_interval)
 
+    writer: GroupCommit | None = None
+
+    async def store_delivery(*row) -> bool:
+        if writer is None:  # an in-memory store has one connection: no separate writer
+            return await anyio.to_thread.run_sync(store.add_delivery, *row)
+        return await asyncio.wrap_future(writer.submit(*row))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        nonlocal writer
+        if str(store.path) != ":memory:":
+            writer = GroupCommit(store.path)
         for w in pool:
             w.start()
         if dispatcher is not None:
             dispatcher.start()
-        if recover if recover is not None else settings.app_mode:
+        if worker_process is not None:
+            worker_process.start()  # it runs its own recovery scan
+        elif recover if recover is not None else settings.app_mode:
             threading.Thread(target=recovery_loop, name="sprout-recovery", daemon=True).start()
         yield
         stop.set()
+        if worker_process is not None:
+            worker_process.stop()
         for w in pool:
             w.stop()
         if dispatcher is not None:
             dispatcher.stop()
+        if writer is not None:
+            writer.close()
 
     app = FastAPI(title="Sprout bot", lifespan=lifespan)
     app.state.ctx, app.state.workers = ctx, pool
@@ -107,8 +127,11 @@ def create_app(settings: Settings, *, store: Store | None = None, github: GitHub
         if event == "ping":
             return answer(200, {"ok": True, "zen": payload.get("zen")})
         action = payload.get("action") if isinstance(payload.get("action"), str) else None
-        new = await anyio.to_thread.run_sync(store.add_delivery, delivery, event, action, body,
-                                             request.headers.get("x-github-hook-id"))
+        try:
+            new = await store_delivery(delivery, event, action, body, request.headers.get("x-github-hook-id"))
+        except Exception as e:  # not stored, so not acknowledged: GitHub shows it failed and it can be redelivered
+            log.error("delivery %s not stored: %s", delivery, e)
+            return answer(503, {"error": "the delivery could not be stored; redeliver it"})
         return answer(202, {"delivery": delivery, "duplicate": not new})
 
     @app.get("/healthz")
@@ -118,7 +141,26 @@ def create_app(settings: Settings, *, store: Store | None = None, github: GitHub
         except Exception as e:
             return JSONResponse({"ok": False, "error": str(e)}, 503)
         alive = all(w._thread is None or w._thread.is_alive() for w in pool)
+        if worker_process is not None:
+            alive = alive and worker_process.alive()
         return JSONResponse({"ok": alive, "deliveries": counts}, 200 if alive else 503)
+
+    def work_stats() -> dict:
+        """Handler times, retries and GitHub calls: from this process's worker threads, plus what
+        the worker process last wrote to the store."""
+        from .workerproc import snapshot
+        parts = [snapshot(pool, github)]
+        if worker_process is not None:
+            parts += [row["stats"] for row in store.worker_stats()]
+        counts, total, n, retries, calls = [0] * 11, 0.0, 0, 0, {}
+        for part in parts:
+            counts = [a + b for a, b in zip(counts, part["times"]["counts"])]
+            total += part["times"]["total"]
+            n += part["times"]["n"]
+            retries += part["retries"]
+            for name, outcome, c in part["github_calls"]:
+                calls[(name, outcome)] = calls.get((name, outcome), 0) + c
+        return {"counts": counts, "total": total, "n": n, "retries": retries, "calls": calls}
 
     def private(request: Request) -> PlainTextResponse | None:
         """The status page and /metrics name repositories (maybe private): a bearer token when
@@ -160,25 +202,20 @@ def create_app(settings: Settings, *, store: Store | None = None, github: GitHub
             lines.append(f'sprout_webhook_requests_total{{code="{code}"}} {n}')
         lines += ["# HELP sprout_handler_seconds Time to handle one delivery.",
                   "# TYPE sprout_handler_seconds histogram"]
-        cum, total, n = [0] * 11, 0.0, 0
-        for w in pool:
-            for i, c in enumerate(w.times.counts):
-                cum[i] += c
-            total += w.times.total
-            n += w.times.n
+        stats = work_stats()
         running = 0
-        for b, c in zip(pool[0].times.buckets if pool else (), cum):
+        for b, c in zip(HandlerTimes.buckets, stats["counts"]):
             running += c
             lines.append(f'sprout_handler_seconds_bucket{{le="{b}"}} {running}')
-        lines += [f'sprout_handler_seconds_bucket{{le="+Inf"}} {n}',
-                  f"sprout_handler_seconds_sum {total:.6f}", f"sprout_handler_seconds_count {n}",
+        lines += [f'sprout_handler_seconds_bucket{{le="+Inf"}} {stats["n"]}',
+                  f"sprout_handler_seconds_sum {stats['total']:.6f}", f"sprout_handler_seconds_count {stats['n']}",
                   "# HELP sprout_github_calls_total GitHub API calls by call and outcome.",
                   "# TYPE sprout_github_calls_total counter"]
-        for (name, outcome), c in sorted(github.stats.calls.items()):
+        for (name, outcome), c in sorted(stats["calls"].items()):
             lines.append(f'sprout_github_calls_total{{call="{name}",outcome="{outcome}"}} {c}')
         lines += ["# HELP sprout_delivery_retries_total Deliveries rescheduled after a transient failure.",
                   "# TYPE sprout_delivery_retries_total counter",
-                  f"sprout_delivery_retries_total {sum(w.retries for w in pool)}"]
+                  f"sprout_delivery_retries_total {stats['retries']}"]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     @app.get("/", response_class=HTMLResponse)

@@ -99,8 +99,10 @@ def classified(name: str, stats: CallStats | None = None) -> Iterator[None]:
 class GitHub:
     """Clients per installation (App mode) or one client (token mode)."""
 
-    def __init__(self, settings: Settings, seconds_between_writes: float | None = 0.75):
+    def __init__(self, settings: Settings, seconds_between_writes: float | None = -1):
         self.settings = settings
+        if seconds_between_writes == -1:  # not given: the setting (0 means no pacing)
+            seconds_between_writes = settings.write_interval or None
         self.stats = CallStats()
         self._kw = dict(base_url=settings.api_url, timeout=15, retry=None,
                         seconds_between_requests=None, seconds_between_writes=seconds_between_writes)

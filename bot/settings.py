@@ -56,6 +56,10 @@ class Settings:
     (https://github.com/{repo}.git for github.com, https://HOST/{repo}.git for Enterprise)."""
     recover_interval: float = 600.0
     """Seconds between scans for failed deliveries to redeliver (App mode only)."""
+    write_interval: float = 0.75
+    """Seconds between GitHub write calls of one client (SPROUT_GITHUB_WRITE_INTERVAL): GitHub
+    asks integrations to pace content-creating requests to stay clear of secondary rate limits;
+    0 turns pacing off (an Enterprise server with limits of its own, a benchmark)."""
     status_token: str | None = field(default=None, repr=False)
     """Bearer token for the status page and /metrics (SPROUT_STATUS_TOKEN); unset: they answer
     only requests from loopback (they name repositories, which may be private)."""
@@ -132,6 +136,13 @@ class Settings:
         except (ValueError, AssertionError):
             problems.append(f"SPROUT_LEASE_SECONDS must be a positive number, not {lease!r}")
             lease_s = 120.0
+        interval = get("SPROUT_GITHUB_WRITE_INTERVAL") or "0.75"
+        try:
+            write_interval = float(interval)
+            assert write_interval >= 0
+        except (ValueError, AssertionError):
+            problems.append(f"SPROUT_GITHUB_WRITE_INTERVAL must be seconds (0 or more), not {interval!r}")
+            write_interval = 0.75
         if problems:
             raise SettingsError("invalid bot settings:\n  - " + "\n  - ".join(problems))
         return cls(webhook_secret=secret, github_token=token, app_id=app_id, private_key=key,
@@ -143,4 +154,4 @@ class Settings:
                    preview_entrypoint=get("SPROUT_PREVIEW_ENTRYPOINT") or cls.preview_entrypoint,
                    precheck_entrypoint=get("SPROUT_PRECHECK_ENTRYPOINT") or cls.precheck_entrypoint,
                    runs_root=get("SPROUT_RUNS_ROOT") or cls.runs_root, git_url=get("SPROUT_GIT_URL"),
-                   status_token=get("SPROUT_STATUS_TOKEN"))
+                   status_token=get("SPROUT_STATUS_TOKEN"), write_interval=write_interval)

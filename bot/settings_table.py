@@ -22,6 +22,8 @@ SETTINGS: tuple[tuple[str, str], ...] = (
     ("`SPROUT_MAX_ATTEMPTS`, `SPROUT_LEASE_SECONDS`",
      "retries before a delivery is parked as failed (5); worker lease (120 s, renewed while a handler "
      "works); a delivery whose lease ran out that many times is parked as *poison*"),
+    ("`SPROUT_GITHUB_WRITE_INTERVAL`",
+     "seconds between GitHub write calls (0.75; GitHub asks integrations to pace writes); 0: no pacing"),
     ("`SPROUT_STATUS_TOKEN`",
      "bearer token for `/` and `/metrics`; unset, they answer loopback clients only (they name "
      "repositories, which may be private)"),

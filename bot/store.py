@@ -8,9 +8,13 @@ the next worker takes it over: at-least-once processing, with idempotent handler
 from __future__ import annotations
 
 import json
+import logging
+import os
+import queue
 import sqlite3
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,16 @@ CREATE TABLE IF NOT EXISTS deliveries (
     handler_ms REAL
 );
 CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries (status, next_at);
+-- the claim walks unfinished deliveries oldest first, however many finished ones there are
+-- (its other columns answer the readiness test from the index, not from rows holding 25 MB bodies)
+CREATE INDEX IF NOT EXISTS deliveries_open ON deliveries (received_at, status, next_at, lease_until, attempts)
+    WHERE status IN ('pending', 'running');
+CREATE TABLE IF NOT EXISTS worker_stats (
+    name TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    stats TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     repo TEXT NOT NULL,
@@ -61,6 +75,7 @@ CREATE TABLE IF NOT EXISTS pr_heads (
 """
 
 ACTIVE_JOB = ("queued", "submitting", "running", "cancelling")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,7 +93,13 @@ class Delivery:
 
 
 class Store:
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, durable: bool = True):
+        """``durable=False`` is for the worker process: its commits (claims, outcomes, jobs) skip
+        the fsync, so it holds SQLite's write lock for microseconds rather than a disk flush,
+        and the intake never waits on it. A process crash loses nothing (the OS has the pages);
+        a power cut can lose the last outcomes, and those deliveries are handled again
+        (at-least-once, idempotent handlers). Deliveries themselves are stored durably by
+        ``add_delivery`` or ``GroupCommit``."""
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +108,7 @@ class Store:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before GitHub is told 202.
-        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self.db.executescript(SCHEMA)
         # stores written before a column existed gain it (SQLite adds columns in place)
         have = {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}
@@ -112,9 +133,18 @@ class Store:
                      hook_id: str | None = None) -> bool:
         """Store a delivery; False when it was already stored (a redelivery)."""
         now = time.time()
-        cur = self._x("INSERT OR IGNORE INTO deliveries (id, event, action, body, hook_id, received_at, next_at)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?)", (delivery_id, event, action, body, hook_id, now, now))
+        cur = self._x("INSERT INTO deliveries (id, event, action, body, hook_id, received_at, next_at)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", (delivery_id, event, action, body, hook_id, now, now))
         return cur.rowcount == 1
+
+    def put_worker_stats(self, name: str, stats: dict) -> None:
+        self._x("INSERT INTO worker_stats (name, pid, updated_at, stats) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET pid = excluded.pid, updated_at = excluded.updated_at,"
+                " stats = excluded.stats", (name, os.getpid(), time.time(), json.dumps(stats)))
+
+    def worker_stats(self) -> list[dict]:
+        rows = self._x("SELECT name, pid, updated_at, stats FROM worker_stats").fetchall()
+        return [{**dict(r), "stats": json.loads(r["stats"])} for r in rows]
 
     def has_delivery(self, delivery_id: str) -> bool:
         return self._x("SELECT 1 FROM deliveries WHERE id = ?", (delivery_id,)).fetchone() is not None
@@ -125,12 +155,25 @@ class Store:
         but parked as poison, in the idle path so that the busy path stays one statement."""
         now = time.time()
         limit = max_attempts or 1 << 30
-        row = self._x(
-            "UPDATE deliveries SET status = 'running', attempts = attempts + 1, worker = ?, lease_until = ?"
-            " WHERE id = (SELECT id FROM deliveries WHERE (status = 'pending' AND next_at <= ?)"
-            "   OR (status = 'running' AND lease_until < ? AND attempts < ?) ORDER BY received_at LIMIT 1)"
-            " RETURNING id, event, action, body, attempts, received_at",
-            (worker, now + lease_seconds, now, now, limit)).fetchone()
+        ready = ("(status = 'pending' AND next_at <= ?) OR (status = 'running' AND lease_until < ?"
+                 " AND attempts < ?)")
+        row = None
+        for _ in range(8):
+            # The search is a read (no write lock: the intake's commits never wait on it); the
+            # claim is one primary-key update that re-checks the row is still ready, so two
+            # workers racing for it cannot both win.
+            found = self._x("SELECT id FROM deliveries INDEXED BY deliveries_open"
+                            f" WHERE status IN ('pending', 'running') AND ({ready})"
+                            " ORDER BY received_at LIMIT 1", (now, now, limit)).fetchone()
+            if found is None:
+                break
+            row = self._x(
+                "UPDATE deliveries SET status = 'running', attempts = attempts + 1, worker = ?,"
+                f" lease_until = ? WHERE id = ? AND ({ready})"
+                " RETURNING id, event, action, body, attempts, received_at",
+                (worker, now + lease_seconds, found["id"], now, now, limit)).fetchone()
+            if row:
+                break
         if row:
             return Delivery(**dict(row))
         if max_attempts:
@@ -246,3 +289,99 @@ class Store:
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         return [dict(r) for r in self._x(sql, tuple(args)).fetchall()]
+
+
+class GroupCommit:
+    """The intake's writer: deliveries that arrive together are stored in one transaction, one
+    fsync for all of them, and each request hears back only once its row is on disk.
+
+    One thread owns one connection. It takes whatever is queued (up to ``max_batch``), writes it,
+    commits with synchronous=FULL, then resolves each caller's future: True for a new delivery,
+    False for a redelivery. A failed commit fails every future in the batch (the caller answers
+    5xx and GitHub keeps the delivery). Its connection never checkpoints during a commit
+    (``wal_autocheckpoint=0``: a checkpoint copies megabytes and would land on one unlucky
+    request); it checkpoints when idle, and the worker's connection checkpoints as usual.
+    """
+
+    def __init__(self, path: Path | str, max_batch: int = 256, idle_checkpoint: float = 1.0):
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
+        self.max_batch = max_batch
+        self.idle_checkpoint = idle_checkpoint
+        self.batches = 0
+        self.rows = 0
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="sprout-intake-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, delivery_id: str, event: str, action: str | None, body: bytes,
+               hook_id: str | None = None) -> Future:
+        future: Future = Future()
+        self._q.put(((delivery_id, event, action, body, hook_id), future))
+        return future
+
+    def close(self, timeout: float = 10) -> None:
+        self._q.put(None)
+        self._thread.join(timeout)
+        self.db.close()
+
+    def _loop(self) -> None:
+        dirty = False
+        while True:
+            try:
+                item = self._q.get(timeout=self.idle_checkpoint if dirty else None)
+            except queue.Empty:
+                try:
+                    self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as e:
+                    log.warning("WAL checkpoint: %s", e)
+                dirty = False
+                continue
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._q.put(None)  # finish this batch, then stop
+                    break
+                batch.append(nxt)
+            self._write(batch)
+            dirty = True
+
+    def _write(self, batch: list) -> None:
+        try:
+            new = self._commit([row for row, _ in batch])
+        except Exception as e:
+            if len(batch) == 1:
+                batch[0][1].set_exception(e)
+                return
+            for item in batch:  # one bad row must not fail the deliveries that came with it
+                self._write([item])
+            return
+        self.batches += 1
+        self.rows += len(batch)
+        for (_, future), is_new in zip(batch, new):
+            future.set_result(is_new)
+
+    def _commit(self, rows: list[tuple]) -> list[bool]:
+        now = time.time()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            new = []
+            for delivery_id, event, action, body, hook_id in rows:
+                cur = self.db.execute(
+                    "INSERT INTO deliveries (id, event, action, body, hook_id, received_at, next_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", (delivery_id, event, action, body, hook_id, now, now))
+                new.append(cur.rowcount == 1)
+            self.db.execute("COMMIT")
+            return new
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise

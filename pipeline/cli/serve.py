@@ -36,13 +36,20 @@ def cmd_bot_serve(args: argparse.Namespace) -> int:
     except SettingsError as e:
         print(f"sprout bot serve: {e}", file=sys.stderr)
         return 2
-    dispatcher = None
-    if not args.no_retrain:
-        from bot.dispatch import Dispatcher
-        dispatcher = Dispatcher.from_settings(settings)
-    app = create_app(settings, dispatcher=dispatcher, workers=args.workers)
+    if args.worker_mode == "process":
+        from bot.workerproc import WorkerProcess
+        worker = WorkerProcess(threads=args.workers, retrain=not args.no_retrain, log_level=args.log_level,
+                               nice=args.worker_nice)
+        app = create_app(settings, workers=0, worker_process=worker)
+    else:
+        dispatcher = None
+        if not args.no_retrain:
+            from bot.dispatch import Dispatcher
+            dispatcher = Dispatcher.from_settings(settings)
+        app = create_app(settings, dispatcher=dispatcher, workers=args.workers)
     print(f"Sprout bot on http://{args.host}:{args.port} (webhook: POST /webhook, status: /, "
-          f"metrics: /metrics); store {settings.database_path}", file=sys.stderr)
+          f"metrics: /metrics); store {settings.database_path}; worker: {args.workers} thread(s) "
+          f"in {'its own process' if args.worker_mode == 'process' else 'this process'}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
@@ -76,12 +83,21 @@ def register(sub) -> None:
     serve = bsub.add_parser(
         "serve", help="run the webhook server and its worker",
         description="Serve POST /webhook, GET /healthz, GET /metrics and a status page at /. "
-                    "Deliveries are stored durably (SQLite) before GitHub gets its 202, and a "
-                    "worker thread processes them.",
+                    "Deliveries are stored durably (SQLite, one fsync per group of deliveries "
+                    "that arrive together) before GitHub gets its 202; a worker process, at a "
+                    "lower CPU priority and restarted if it dies, handles them.",
         epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
-    serve.add_argument("--workers", type=int, default=1, help="worker threads (default: 1)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker threads handling deliveries (default: 1)")
+    serve.add_argument("--worker-mode", choices=["process", "thread"], default="process",
+                       help="process (default): the worker runs in its own process, so that "
+                            "acknowledging deliveries never waits on handling them; thread: in "
+                            "the web server's process (one process to debug)")
+    serve.add_argument("--worker-nice", type=int, default=10, metavar="N",
+                       help="how much lower the worker process's CPU priority is (default: 10; "
+                            "0: equal to the web server's): acknowledging deliveries comes first")
     serve.add_argument("--no-retrain", action="store_true",
                        help="do not dispatch retraining jobs to Ray on merge")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
