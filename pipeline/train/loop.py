@@ -37,6 +37,8 @@ class TrainConfig:
     precision: str = "auto"
     """'bf16', 'fp32' or 'auto' (bf16 on a GPU that supports it, fp32 on CPU)."""
     weight_decay: float = 0.0
+    grad_clip: float = GRAD_CLIP
+    """Clip the gradient's global norm to this (LAB's 1.0); 0: no clipping."""
     optimizer: str = "adamw"
     """'adamw' (LAB's), or 'sgd' (plain SGD: an update proportional to the gradient, which the
     loss-normalisation test compares; Adam's first step is nearly sign(gradient))."""
@@ -49,6 +51,11 @@ class TrainConfig:
     train_layers: int = 0
     """Train only the top N transformer layers (and the final norm); 0: every weight (full
     fine-tuning). On CPU, the top layers of a pretrained student learn several times faster."""
+    attention: str = "auto"
+    """Attention kernel: 'auto' (flash_attention_2 on a GPU when flash-attn is installed, else
+    sdpa), or any transformers attn_implementation ('sdpa', 'eager', 'flex_attention',
+    'flash_attention_2'). Packed rows are padding-free on every path that keeps samples apart
+    from position ids; a model that does not gets an explicit block-causal mask."""
     stop_after_steps: int | None = None
     """Testing aid: end the process abruptly after this many optimizer steps in total."""
 
@@ -103,6 +110,19 @@ def _precision(config: TrainConfig) -> str:
     if config.precision != "auto":
         return config.precision
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def _attention(config: TrainConfig) -> str:
+    if config.attention != "auto":
+        return config.attention
+    import torch
+    if torch.cuda.is_available():
+        try:
+            import flash_attn  # noqa: F401
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return "sdpa"
 
 
 def _schedule(total: int, warmup: int, min_ratio: float):
@@ -167,13 +187,14 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .data import IGNORE, read_messages, tokenize_dataset
-    from .packing import collate, loss_sum, plan_epoch
+    from .packing import collate, loss_sum, packing_aware, plan_epoch
 
     out = Path(config.out)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(start_from)
-    model = AutoModelForCausalLM.from_pretrained(start_from, dtype=torch.float32)
+    attention = _attention(config)
+    model = AutoModelForCausalLM.from_pretrained(start_from, dtype=torch.float32, attn_implementation=attention)
     trainable = freeze_below(model, config.train_layers)
     samples, report = tokenize_dataset(tokenizer, read_messages(Path(config.data_dir) / phase.data),
                                        config.max_len, config.overlong)
@@ -198,7 +219,7 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
         zero["offload_optimizer"] = {"device": "cpu"}
     ds_config = {
         "train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": accum,
-        "gradient_clipping": GRAD_CLIP, "zero_optimization": zero, "steps_per_print": 10 ** 9,
+        "gradient_clipping": config.grad_clip, "zero_optimization": zero, "steps_per_print": 10 ** 9,
         "bf16": {"enabled": precision == "bf16"}, "wall_clock_breakdown": False,
         "zero_allow_untested_optimizer": config.optimizer != "adamw",
         # torch's AdamW: DeepSpeed's fused/cpu Adam would be compiled with gcc on first use
@@ -211,6 +232,10 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
     engine, optimizer, _, scheduler = deepspeed.initialize(
         model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config,
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule))
+    explicit_mask = not packing_aware(engine.module, engine.device)
+    if explicit_mask and rank == 0:
+        print(f"[{phase.name}] {type(model).__name__} with {attention} attention does not keep packed samples "
+              "apart from position ids: using an explicit block-causal mask (dense, slower)", flush=True)
     ckpt_dir = out / "checkpoints"
     start_epoch, start_micro, opt_step = 0, 0, 0
     latest = ckpt_dir / "latest"
@@ -253,7 +278,7 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
             engine.set_gradient_accumulation_boundary(boundary)
             # batches and counters live on the engine's device (NCCL all-reduces device tensors)
             ids, labels, pos = collate(samples, plan[micro], tokenizer.pad_token_id, device=engine.device)
-            loss, n_tok = loss_sum(engine, ids, labels, pos)
+            loss, n_tok = loss_sum(engine, ids, labels, pos, explicit_mask)
             real = sum(len(samples[i]) for i in (plan[micro].samples if plan[micro] else []))
             counts = torch.tensor([float(n_tok), float(loss.detach()), float(real), float(ids.shape[1])],
                                   device=engine.device)
@@ -299,6 +324,7 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
                 "samples": report.samples, "dropped_too_long": report.dropped_too_long,
                 "truncated": report.truncated, "started_from": str(start_from), "precision": precision,
                 "zero_stage": config.zero_stage, "train_layers": config.train_layers,
+                "attention": attention, "packed_attention": "explicit mask" if explicit_mask else "position ids",
                 "trainable_parameters": trainable}
         (out / phase.name / "sprout_phase.json").write_text(json.dumps(info, indent=2))
     dist.barrier()

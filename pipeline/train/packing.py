@@ -81,13 +81,45 @@ def block_causal_mask(position_ids, dtype):
     return mask[None, None]
 
 
-def loss_sum(model, input_ids, labels, position_ids):
-    """Sum of token cross-entropies over labelled positions, and their count."""
+def loss_sum(model, input_ids, labels, position_ids, explicit_mask: bool = False):
+    """Sum of token cross-entropies over labelled positions, and their count.
+
+    Padding-free by default: the packed row carries only position ids that restart at each
+    sample, and the model's attention keeps samples apart from them (transformers finds the
+    sample boundaries: flash-attention runs varlen kernels over them, flex attention a block-sparse
+    mask, sdpa/eager a block-causal mask built on the device). ``explicit_mask`` passes our own
+    4D block-causal mask instead, for a model that ignores packed position ids (see
+    ``packing_aware``)."""
     import torch
-    dtype = next(model.parameters()).dtype
-    out = model(input_ids=input_ids, position_ids=position_ids,
-                attention_mask=block_causal_mask(position_ids, dtype), use_cache=False)
+    mask = block_causal_mask(position_ids, next(model.parameters()).dtype) if explicit_mask else None
+    out = model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, use_cache=False)
     logits = out.logits.float()
     loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1),
                                              ignore_index=IGNORE, reduction="sum")
     return loss, int((labels != IGNORE).sum())
+
+
+def packing_aware(model, device=None, vocab: int | None = None) -> bool:
+    """Whether ``model`` keeps packed samples apart given position ids alone: the logits of a
+    sample packed after another must equal its logits alone. Checked once per load, because a
+    model whose attention ignores them would let every sample attend to the ones packed before
+    it, silently. All ranks must call it (under ZeRO-3 the forward gathers parameters)."""
+    import torch
+    vocab = vocab or getattr(model.config, "vocab_size", 100)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randint(3, vocab, (7,), generator=gen)
+    b = torch.randint(3, vocab, (9,), generator=gen)
+    ids = torch.cat([a, b])[None].to(device)
+    pos = torch.cat([torch.arange(7), torch.arange(9)])[None].to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            packed = model(input_ids=ids, position_ids=pos, use_cache=False).logits[0, 7:].float()
+            alone = model(input_ids=b[None].to(device), position_ids=torch.arange(9)[None].to(device),
+                          use_cache=False).logits[0].float()
+    finally:
+        model.train(was_training)
+    scale = float(alone.abs().max()) or 1.0
+    low_precision = next(model.parameters()).dtype in (torch.float16, torch.bfloat16)
+    return float((packed - alone).abs().max()) <= (3e-2 if low_precision else 1e-4) * max(1.0, scale)

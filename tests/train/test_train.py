@@ -11,7 +11,7 @@ import torch
 
 from pipeline.train.data import IGNORE, DatasetError, read_messages, tokenize_dataset
 from pipeline.train.loop import TrainConfig
-from pipeline.train.packing import Bin, collate, loss_sum, pack, plan_epoch
+from pipeline.train.packing import Bin, collate, loss_sum, pack, packing_aware, plan_epoch
 from pipeline.train.recipe import Phase
 from tests.conftest import ROOT
 from tests.fakes.models import tiny_model
@@ -50,18 +50,40 @@ def test_loss_only_on_assistant_tokens(tokenizer):
     assert "colour" not in learned and "brief" not in learned
 
 
-def test_packed_loss_equals_unpacked(model_dir, tokenizer):
+@pytest.mark.parametrize("attention,explicit", [("sdpa", False), ("eager", False), ("sdpa", True)],
+                         ids=["sdpa-position-ids", "eager-position-ids", "explicit-4d-mask"])
+def test_packed_loss_equals_unpacked(model_dir, tokenizer, attention, explicit):
+    """Every attention path that runs here keeps packed samples apart (flash-attention's varlen
+    path needs a GPU; flex attention has no backward on CPU)."""
     from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=attention).eval()
     samples, _ = tokenize_dataset(tokenizer, [convo(i) for i in range(7)], 512)
     with torch.no_grad():
         total, count = 0.0, 0
         for i in range(len(samples)):
-            loss, n = loss_sum(model, *collate(samples, Bin([i], len(samples[i])), tokenizer.pad_token_id))
+            loss, n = loss_sum(model, *collate(samples, Bin([i], len(samples[i])), tokenizer.pad_token_id), explicit)
             total, count = total + float(loss), count + n
-        packed, n_packed = loss_sum(model, *collate(samples, Bin(list(range(7)), 0), tokenizer.pad_token_id))
+        packed, n_packed = loss_sum(model, *collate(samples, Bin(list(range(7)), 0), tokenizer.pad_token_id), explicit)
     assert n_packed == count
     assert abs(float(packed) / n_packed - total / count) < 1e-5
+    assert packing_aware(model)
+
+
+def test_a_model_that_ignores_packed_position_ids_is_caught(model_dir):
+    """An attention that is merely causal (it ignores the mask transformers builds from position
+    ids) would let each packed sample see the ones before it: the probe says so, and the loop
+    then passes an explicit mask."""
+    from transformers import AttentionInterface, AttentionMaskInterface, AutoModelForCausalLM
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import sdpa_mask
+
+    def causal_only(module, query, key, value, attention_mask, **kw):
+        return sdpa_attention_forward(module, query, key, value, None, is_causal=True, **kw)
+    AttentionInterface.register("sprout_causal_only", causal_only)
+    AttentionMaskInterface.register("sprout_causal_only", sdpa_mask)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sprout_causal_only")
+    assert not packing_aware(model)
+    assert packing_aware(AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa"))
 
 
 def test_overlong_policy_and_bad_datasets(tokenizer, tmp_path):
@@ -180,9 +202,11 @@ def test_one_and_two_ray_workers_give_the_same_curve(model_dir, tmp_path):
 @pytest.mark.slow
 def test_accumulated_step_equals_one_big_batch(model_dir, tokenizer, tmp_path):
     """One optimizer step over micro-batches of very different loss-token counts gives the same
-    weights as one micro-batch holding everything: the step divides the summed token losses by
-    the window's token count (a mean of per-micro-batch means would weigh the short answers up).
-    Plain SGD, so the update is proportional to the gradient."""
+    weights as one micro-batch holding everything, on one rank (accumulation 4) and on two
+    ranks (accumulation 2): the step divides the summed token losses on every rank by the
+    window's token count across ranks (a mean of per-micro-batch means would weigh the short
+    answers up). Plain SGD without clipping, so the update is the gradient times the rate (a
+    clipped step has a fixed length and would hide a wrong scale)."""
     answers = ["Yes.", "It is blue and round.", " ".join(["The answer is long"] * 12) + ".",
                " ".join(["a very long answer indeed"] * 20) + "."]
     rows = [[{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": a}]
@@ -193,28 +217,41 @@ def test_accumulated_step_equals_one_big_batch(model_dir, tokenizer, tmp_path):
     samples, _ = tokenize_dataset(tokenizer, rows, 512)
     lengths = [len(s) for s in samples]
     phase = Phase("knowledge", "phase1.jsonl", 1, 0.5, 4, 0.0)
+    script = tmp_path / "one_step.py"
+    script.write_text("import json, sys\nfrom pipeline.train.loop import TrainConfig, train\n"
+                      "train(TrainConfig.from_dict(json.loads(open(sys.argv[1]).read())), progress=False)\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["PYTHONPATH"] = str(ROOT)
     outs = {}
-    for name, budget in (("accumulated", max(lengths)), ("one-batch", sum(lengths) + 8)):
+    # budget 1: every sample is a micro-batch of its own (4 of them)
+    for name, budget, ranks in (("accumulated", 1, 1), ("two-ranks", 1, 2), ("one-batch", sum(lengths) + 8, 1)):
         cfg = TrainConfig(student=str(model_dir), out=str(tmp_path / name), phases=(phase,), data_dir=str(data),
                           max_len=512, tokens_per_micro_batch=budget, max_steps=1, optimizer="sgd",
-                          checkpoint_every=100)
-        code = ("import json, sys; from pipeline.train.loop import TrainConfig, train; "
-                "train(TrainConfig.from_dict(json.loads(sys.argv[1])), progress=False)")
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-        env["PYTHONPATH"] = str(ROOT)
-        p = subprocess.run([sys.executable, "-c", code, json.dumps(cfg.to_dict())], cwd=ROOT, env=env,
+                          checkpoint_every=100, grad_clip=0.0)
+        (tmp_path / f"{name}.json").write_text(json.dumps(cfg.to_dict()))
+        launcher = [sys.executable, str(script)]
+        if ranks > 1:
+            import socket
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node",
+                        str(ranks), "--master-addr", "127.0.0.1", "--master-port", str(port), str(script)]
+        p = subprocess.run([*launcher, str(tmp_path / f"{name}.json")], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, p.stderr[-3000:]
         outs[name] = tmp_path / name
-    acc = metrics(outs["accumulated"])
-    one = metrics(outs["one-batch"])
-    assert len(acc) == len(one) == 1 and acc[0]["accumulation"] >= 2 and one[0]["accumulation"] == 1
-    assert acc[0]["loss_tokens"] == one[0]["loss_tokens"]
+    acc, two, one = metrics(outs["accumulated"]), metrics(outs["two-ranks"]), metrics(outs["one-batch"])
+    assert len(acc) == len(two) == len(one) == 1
+    assert (acc[0]["accumulation"], acc[0]["workers"]) == (4, 1) and (two[0]["accumulation"], two[0]["workers"]) == (2, 2)
+    assert one[0]["accumulation"] == 1
+    assert acc[0]["loss_tokens"] == two[0]["loss_tokens"] == one[0]["loss_tokens"]
     from safetensors.torch import load_file
     base = load_file(str(model_dir / "model.safetensors"))
-    a = load_file(str(outs["accumulated"] / "knowledge" / "model.safetensors"))
     b = load_file(str(outs["one-batch"] / "knowledge" / "model.safetensors"))
     moved = max(float((b[k] - base[k]).abs().max()) for k in b)
     assert moved > 1e-3  # the step did something
-    assert max(float((a[k] - b[k]).abs().max()) for k in b) < 1e-5 * max(1.0, moved) * 10
+    for name in ("accumulated", "two-ranks"):
+        a = load_file(str(outs[name] / "knowledge" / "model.safetensors"))
+        assert max(float((a[k] - b[k]).abs().max()) for k in b) < 1e-5 * max(1.0, moved) * 10, name
