@@ -53,9 +53,10 @@ class TrainConfig:
     fine-tuning). On CPU, the top layers of a pretrained student learn several times faster."""
     attention: str = "auto"
     """Attention kernel: 'auto' (flash_attention_2 on a GPU when flash-attn is installed, else
-    sdpa), or any transformers attn_implementation ('sdpa', 'eager', 'flex_attention',
-    'flash_attention_2'). Packed rows are padding-free on every path that keeps samples apart
-    from position ids; a model that does not gets an explicit block-causal mask."""
+    'sprout_varlen': one causal sdpa call per packed sample, see attention.py), or any
+    transformers attn_implementation ('sdpa', 'eager', 'flex_attention', 'flash_attention_2').
+    Packed rows are padding-free on every path that keeps samples apart from position ids; a
+    model that does not gets an explicit block-causal mask."""
     stop_after_steps: int | None = None
     """Testing aid: end the process abruptly after this many optimizer steps in total."""
 
@@ -113,6 +114,8 @@ def _precision(config: TrainConfig) -> str:
 
 
 def _attention(config: TrainConfig) -> str:
+    from .attention import NAME, register
+    register()
     if config.attention != "auto":
         return config.attention
     import torch
@@ -122,7 +125,7 @@ def _attention(config: TrainConfig) -> str:
             return "flash_attention_2"
         except ImportError:
             pass
-    return "sdpa"
+    return NAME
 
 
 def _schedule(total: int, warmup: int, min_ratio: float):
@@ -194,8 +197,6 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
     random.seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(start_from)
     attention = _attention(config)
-    model = AutoModelForCausalLM.from_pretrained(start_from, dtype=torch.float32, attn_implementation=attention)
-    trainable = freeze_below(model, config.train_layers)
     samples, report = tokenize_dataset(tokenizer, read_messages(Path(config.data_dir) / phase.data),
                                        config.max_len, config.overlong)
     if not samples:
@@ -228,6 +229,14 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
                                                   "torch_adam": not config.offload}}
         if config.optimizer == "adamw" else {"type": "SGD", "params": {"lr": phase.lr}},
     }
+    hf_zero3 = None
+    if config.zero_stage == 3:
+        # ZeRO-3: transformers loads the weights into deepspeed.zero.Init, each rank holding only
+        # its shard, never the whole model (it sees this config while the object lives)
+        from transformers.integrations.deepspeed import HfDeepSpeedConfig
+        hf_zero3 = HfDeepSpeedConfig(ds_config)
+    model = AutoModelForCausalLM.from_pretrained(start_from, dtype=torch.float32, attn_implementation=attention)
+    trainable = freeze_below(model, config.train_layers)
     schedule = _schedule(total, warmup, phase.min_lr_ratio)
     engine, optimizer, _, scheduler = deepspeed.initialize(
         model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config,
@@ -318,6 +327,10 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
         bar.close()
     if not (ckpt_dir / "latest").exists() or (ckpt_dir / "latest").read_text().strip() != f"{phase.name}-step{opt_step}":
         _checkpoint(engine, ckpt_dir, phase, phase.epochs, 0, opt_step, config, rank)
+    if hf_zero3 is not None:  # the exported model is built whole, outside zero.Init
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+        unset_hf_deepspeed_config()
+        del hf_zero3
     final = _export(engine, model, tokenizer, out / phase.name, ckpt_dir, f"{phase.name}-step{opt_step}", config, rank)
     if rank == 0:
         info = {"phase": asdict(phase), "steps": opt_step, "accumulation": accum, "workers": world,
@@ -345,7 +358,23 @@ def freeze_below(model, layers: int) -> int:
         for module in keep + ([norm] if norm is not None else []):
             for p in module.parameters():
                 p.requires_grad_(True)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # under ZeRO-3 a parameter holds only its shard: ds_numel is its whole size
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+
+
+class ExportError(RuntimeError):
+    """The trained weights do not match the model they are exported into."""
+
+
+def _check_keys(fresh, missing: list[str], unexpected: list[str]) -> None:
+    """load_state_dict(strict=False)'s report, strict except for tied weights (an lm_head that
+    is the embedding matrix is saved once)."""
+    every = {n for n, _ in fresh.named_parameters(remove_duplicate=False)}
+    tied = every - {n for n, _ in fresh.named_parameters()}
+    missing = [k for k in missing if k not in tied]
+    if missing or unexpected:
+        raise ExportError(f"exported weights do not match {type(fresh).__name__}: missing {missing[:5]}"
+                          f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
 
 
 def _checkpoint(engine, ckpt_dir: Path, phase: Phase, epoch: int, micro: int, opt_step: int, config: TrainConfig,
@@ -360,18 +389,23 @@ def _checkpoint(engine, ckpt_dir: Path, phase: Phase, epoch: int, micro: int, op
 
 
 def _export(engine, model, tokenizer, dest: Path, ckpt_dir: Path, tag: str, config: TrainConfig, rank: int) -> Path:
-    """A plain Hugging Face directory (safetensors) that from_pretrained loads."""
+    """A plain Hugging Face directory (safetensors) that from_pretrained loads.
+
+    Under ZeRO 1-3 the weights come from the checkpoint's fp32 master copy (gathered from every
+    rank's partition, frozen layers included), not from the module, whose weights are bf16 under
+    bf16 training and only a shard under ZeRO-3. Every key must match (tied weights aside)."""
     import torch.distributed as dist
-    if config.zero_stage == 3:
+    if config.zero_stage >= 1:
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
         dist.barrier()
         state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag) if rank == 0 else None
-    else:
+    else:  # no ZeRO: the module holds the weights (fp32 unless training in bf16)
         state = {k: v.detach().cpu().float() for k, v in engine.module.state_dict().items()} if rank == 0 else None
     if rank == 0:
         from transformers import AutoModelForCausalLM
         fresh = AutoModelForCausalLM.from_config(model.config)
-        fresh.load_state_dict(state, strict=False)
+        missing, unexpected = fresh.load_state_dict(state, strict=False)
+        _check_keys(fresh, missing, unexpected)
         fresh.tie_weights()
         dest.mkdir(parents=True, exist_ok=True)
         fresh.save_pretrained(dest, safe_serialization=True)
