@@ -51,15 +51,6 @@ def create_app(settings: Settings, *, store: Store | None = None, github: GitHub
     counters = _Counters()
     stop = threading.Event()
 
-    def recovery_loop() -> None:
-        from .recovery import recover as scan
-        while not stop.is_set():
-            try:
-                scan(github, store)
-            except Exception as e:  # GitHub down: try again next round
-                log.warning("delivery recovery failed: %s", e)
-            stop.wait(settings.recover_interval)
-
     writer: GroupCommit | None = None
 
     async def store_delivery(*row) -> bool:
@@ -79,7 +70,8 @@ def create_app(settings: Settings, *, store: Store | None = None, github: GitHub
         if worker_process is not None:
             worker_process.start()  # it runs its own recovery scan
         elif recover if recover is not None else settings.app_mode:
-            threading.Thread(target=recovery_loop, name="sprout-recovery", daemon=True).start()
+            from .recovery import start_recovery
+            start_recovery(github, store, stop, settings.recover_interval)
         yield
         stop.set()
         if worker_process is not None:

@@ -15,6 +15,22 @@ REDELIVERY_WINDOW = 3 * 24 * 3600  # GitHub keeps deliveries for 3 days
 MAX_REDELIVERIES_PER_SCAN = 40  # stay well under ~80 content-creating requests a minute
 
 
+def start_recovery(github: GitHub, store: Store, stop, interval: float):
+    """A daemon thread that scans every ``interval`` seconds until ``stop`` (an Event) is set."""
+    import threading
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                recover(github, store)
+            except Exception as e:  # GitHub down: try again next round
+                log.warning("delivery recovery failed: %s", e)
+            stop.wait(interval)
+    thread = threading.Thread(target=loop, name="sprout-recovery", daemon=True)
+    thread.start()
+    return thread
+
+
 def recover(github: GitHub, store: Store, now: float | None = None) -> list[int]:
     """Request redelivery of failed deliveries unknown to the store; returns their ids."""
     now = now or time.time()

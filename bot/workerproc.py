@@ -56,7 +56,7 @@ def run(threads: int, retrain: bool, recover: bool | None, nice: int) -> int:
     from .context import Context
     from .github import GitHub
     from .handlers import router
-    from .recovery import recover as scan
+    from .recovery import start_recovery
     from .settings import Settings, SettingsError
     from .store import Store
     from .worker import Worker
@@ -89,14 +89,7 @@ def run(threads: int, retrain: bool, recover: bool | None, nice: int) -> int:
     if dispatcher is not None:
         dispatcher.start()
     if recover if recover is not None else settings.app_mode:
-        def recovery_loop() -> None:
-            while not stop.is_set():
-                try:
-                    scan(github, store)
-                except Exception as e:  # GitHub down: try again next round
-                    log.warning("delivery recovery failed: %s", e)
-                stop.wait(settings.recover_interval)
-        threading.Thread(target=recovery_loop, name="sprout-recovery", daemon=True).start()
+        start_recovery(github, store, stop, settings.recover_interval)
     name = f"worker-process-{os.getpid()}"
     try:
         while not stop.wait(STATS_EVERY):

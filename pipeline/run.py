@@ -55,6 +55,8 @@ class RunConfig:
     start_from: str = "base"
     """'base': the original base model with all data (and replay); 'last': the last accepted model."""
     workers: int = 1
+    gpu: bool = False
+    """Train on GPUs: one per Ray Train worker, NCCL, bf16 (an error when none is visible)."""
     epochs: int | None = None
     """Override LAB's scaled epochs for both phases (smoke runs)."""
     max_steps: int | None = None
@@ -394,6 +396,9 @@ class Run:
         for name in {"knowledge", "skills"} - set(sizes):
             self.log(f"[train] {name}: no data, phase skipped")
         c = self.config
+        if c.gpu and not torch.cuda.is_available():
+            raise RunError("train: --gpu, but torch sees no CUDA device (check the driver, CUDA_VISIBLE_DEVICES "
+                           "and that torch is a CUDA build)")
         try:
             chosen = plan(c.recipe, sizes, student["pretrained"], gpu=torch.cuda.is_available(), epochs=c.epochs,
                           train_layers=c.train_layers, lr=c.lr)
@@ -404,10 +409,11 @@ class Run:
         self.log(f"[train] {student['name']}{'' if student['pretrained'] else ' (random init: a smoke run)'}: recipe {recipe_text}")
         tc = TrainConfig(student=str(base), out=str(self.out / "model"), phases=chosen.phases, data_dir=str(data),
                          max_len=1024, tokens_per_micro_batch=1024, max_steps=c.max_steps,
-                         seed=c.seed, checkpoint_every=25, train_layers=chosen.train_layers)
+                         seed=c.seed, checkpoint_every=25, train_layers=chosen.train_layers,
+                         precision="bf16" if c.gpu else "auto")
         if c.workers > 1:
             from .train.ray_train import train_on_ray
-            final = train_on_ray(tc, workers=c.workers)
+            final = train_on_ray(tc, workers=c.workers, use_gpu=c.gpu)
         else:
             from .train.loop import train
             final = train(tc)

@@ -16,7 +16,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        teacher=args.teacher, teacher_model=args.model, student=args.student,
                        judge=args.judge, judge_model=args.judge_model, recipe=args.recipe,
                        train_layers=args.train_layers, lr=args.lr, probe_questions=args.probe_questions,
-                       start_from=args.start_from, workers=args.workers, epochs=args.epochs,
+                       start_from=args.start_from, workers=args.workers, gpu=args.gpu, epochs=args.epochs,
                        max_steps=args.max_steps, embeddings=not args.no_embeddings)
     done = _pipeline("run", run, config, until=args.until)
     if done is None:
@@ -195,7 +195,9 @@ def register(sub) -> None:
     r.add_argument("--start-from", choices=["base", "last"], default="base",
                    help="retrain the original base on all data (default), or continue from the last "
                         "accepted model on the changed leaves only, with its training data as replay")
-    r.add_argument("--workers", type=int, default=1, help="Ray Train workers")
+    r.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1, no Ray)")
+    r.add_argument("--gpu", action="store_true",
+                   help="train on GPUs: one per worker, NCCL, bf16 (default: the CPU)")
     r.add_argument("--epochs", type=int, help="override the recipe's epochs (smoke runs)")
     r.add_argument("--max-steps", type=int, help="cap each training phase (smoke runs)")
     r.add_argument("--no-embeddings", action="store_true", help="skip the embedding filters")

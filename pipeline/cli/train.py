@@ -37,8 +37,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     except StudentError as e:
         print(f"sprout train: {e}", file=sys.stderr)
         return 2
+    import torch
+    if args.gpu and not torch.cuda.is_available():
+        print("sprout train: --gpu, but torch sees no CUDA device (check the driver, CUDA_VISIBLE_DEVICES "
+              "and that torch is a CUDA build)", file=sys.stderr)
+        return 2
     try:
-        import torch
         sizes = {}
         for base, name in ((LAB_PHASE1, "phase1.jsonl"), (LAB_PHASE2, "phase2.jsonl")):
             if args.phases and base.name not in args.phases:
@@ -54,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          max_len=args.max_len, tokens_per_micro_batch=args.tokens_per_micro_batch,
                          zero_stage=args.zero, offload=args.offload, precision=args.precision,
                          checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, seed=args.seed,
-                         train_layers=chosen.train_layers)
+                         train_layers=chosen.train_layers, attention=args.attention)
     print("recipe " + chosen.describe(), file=sys.stderr)
     for p in phases:
         print(f"phase {p.name}: {p.epochs} epochs, lr {p.lr:g}, effective batch {p.effective_batch}, "
@@ -96,7 +100,12 @@ def register(sub) -> None:
     t.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")
     t.add_argument("--zero", type=int, choices=[0, 1, 2, 3], default=2, help="ZeRO stage (default: 2)")
     t.add_argument("--offload", action="store_true", help="ZeRO CPU offload of optimizer state")
-    t.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    t.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="auto (default): bf16 on a GPU that has it, else fp32")
+    t.add_argument("--attention", default="auto",
+                   help="attention kernel for packed rows: auto (default: flash_attention_2 on a GPU with "
+                        "flash-attn installed, else sprout_varlen, one causal call per packed sample), or a "
+                        "transformers attn_implementation: sdpa, eager, flex_attention, flash_attention_2")
     t.add_argument("--epochs", type=int, help="override both phases' epochs")
     t.add_argument("--phases", nargs="+", choices=["knowledge", "skills"], help="run only these phases")
     t.add_argument("--max-len", type=int, default=1024, help="longest sample in tokens; longer ones are dropped")

@@ -57,6 +57,9 @@ class TrainConfig:
     transformers attn_implementation ('sdpa', 'eager', 'flex_attention', 'flash_attention_2').
     Packed rows are padding-free on every path that keeps samples apart from position ids; a
     model that does not gets an explicit block-causal mask."""
+    crash_at: str | None = None
+    """Testing aid, 'PHASE:STEP': the last rank kills itself with SIGKILL after that optimizer
+    step of that phase, once (a marker in the run folder), as a machine or worker would die."""
     stop_after_steps: int | None = None
     """Testing aid: end the process abruptly after this many optimizer steps in total."""
 
@@ -161,8 +164,10 @@ class MetricsLog:
                 f.write(json.dumps(row) + "\n")
 
 
-def train(config: TrainConfig, progress: bool = True) -> Path | None:
-    """Run every phase; returns the final model folder (on rank 0)."""
+def train(config: TrainConfig, progress: bool = True, on_checkpoint=None) -> Path | None:
+    """Run every phase; returns the final model folder (on rank 0). ``on_checkpoint(tag)`` is
+    called on every rank after each checkpoint and after each phase's export (Ray Train reports
+    them to its storage)."""
     import torch.distributed as dist
 
     rank, world = _dist_setup()
@@ -176,14 +181,17 @@ def train(config: TrainConfig, progress: bool = True) -> Path | None:
         if done_marker.exists():  # finished in an earlier run: resume after it
             start_from = out / phase.name
             continue
-        start_from, steps = _train_phase(config, phase, start_from, rank, world, metrics, total_steps_done, progress)
+        start_from, steps = _train_phase(config, phase, start_from, rank, world, metrics, total_steps_done, progress,
+                                         on_checkpoint)
         total_steps_done += steps
         dist.barrier()
+        if on_checkpoint:
+            on_checkpoint(f"{phase.name}-step{steps}")
     return start_from if rank == 0 else None
 
 
 def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int, world: int,
-                 metrics: MetricsLog, steps_before: int, progress: bool):
+                 metrics: MetricsLog, steps_before: int, progress: bool, on_checkpoint=None):
     import deepspeed
     import torch
     import torch.distributed as dist
@@ -317,6 +325,14 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
             t0 = time.perf_counter()
             if opt_step % config.checkpoint_every == 0 or opt_step >= total:
                 _checkpoint(engine, ckpt_dir, phase, epoch, micro + 1, opt_step, config, rank)
+                if on_checkpoint:
+                    on_checkpoint(f"{phase.name}-step{opt_step}")
+            if config.crash_at == f"{phase.name}:{opt_step}" and rank == world - 1:
+                marker = out / f".crashed-{phase.name}-{opt_step}"
+                if not marker.exists():
+                    marker.touch()
+                    import signal
+                    os.kill(os.getpid(), signal.SIGKILL)
             if config.stop_after_steps and steps_before + opt_step >= config.stop_after_steps:
                 dist.barrier()
                 os._exit(3)  # simulate a killed run (tests)
