@@ -3,10 +3,12 @@ Face `Trainer` set-ups, on the same model, data, effective batch, optimiser, pre
 
     python bench/train.py            # 1000 samples per run, 3 interleaved repeats of each arm
     python bench/train.py --quick    # 250 samples per run, 3 repeats
+    python bench/train.py --arms sprout,hf-group-length   # a subset (sprout + one HF arm at least)
 
 Arms (each run a fresh process; the timer covers the training loop only, from the first step to
 the last, and leaves out imports, model loading and saving):
   sprout          packed micro-batches (multipack), padding-free attention from position ids,
+                  logits (and the softmax) only at the positions that carry a target,
                   DeepSpeed ZeRO-2, one optimizer step per ~16 samples
   hf-padding      Trainer, batch 16, dynamic padding to the longest sample of each batch
   hf-group-length Trainer, batch 16, dynamic padding, batches of similar lengths
@@ -23,6 +25,8 @@ Same for all: a config-built Llama (4 layers, hidden 128), fp32 on the CPU, torc
 the repeats, with the spread (min-max). Repeats are interleaved (arm order rotates each round)
 so that a noisy machine hits every arm alike. The samples are the sample taxonomy's own generated
 and mixed data (offline teacher): short answers, long answers and reading-comprehension prompts.
+A `packer:` line times the packer itself (first-fit decreasing over a free-space tree) against
+the textbook first-fit scan on 20,000 chat-like lengths, after checking both make the same bins.
 The last line is one JSON object; its ratio is Sprout over the best HF baseline arm.
 """
 
@@ -164,6 +168,32 @@ def run_hf(arm: str, student: Path, data: Path, out: Path) -> dict:
             "final_loss": statistics.mean(losses[-3:]) if losses else float("nan")}
 
 
+def bench_packer(n: int = 20_000, budget: int = 2880) -> dict:
+    """The packer (first-fit decreasing over a free-space tree) against the textbook scan over
+    every bin, on lengths like the chat data's (same bins, checked)."""
+    import random
+
+    from pipeline.train.packing import _pack
+    rng = random.Random(0)
+    lengths = [min(2048, int(rng.lognormvariate(5, 0.6))) + 1 for _ in range(n)]
+    t = time.perf_counter()
+    tree = _pack(tuple(lengths), budget)
+    tree_s = time.perf_counter() - t
+    t = time.perf_counter()
+    bins: list[list] = []
+    for i in sorted(range(n), key=lambda i: -lengths[i]):
+        for b in bins:
+            if b[1] + lengths[i] <= budget:
+                b[0].append(i)
+                b[1] += lengths[i]
+                break
+        else:
+            bins.append([[i], lengths[i]])
+    scan_s = time.perf_counter() - t
+    assert [(tuple(s), k) for s, k in bins] == list(tree), "the tree packer differs from the scan"
+    return {"samples": n, "bins": len(bins), "tree_s": round(tree_s, 4), "scan_s": round(scan_s, 4)}
+
+
 def child(arm: str, student: Path, data: Path, out: Path) -> None:
     r = run_sprout(student, data, out) if arm == "sprout" else run_hf(arm, student, data, out)
     r["loss_tokens_per_s"] = r["loss_tokens"] / r["seconds"]
@@ -186,6 +216,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="250 samples per run")
     ap.add_argument("--samples", type=int, help="samples per run (default 1000; quick 250)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every arm (default 3)")
+    ap.add_argument("--arms", default=",".join(ARMS),
+                    help="comma-separated arms to run (default: all; the ratio needs sprout and one HF baseline)")
     ap.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # internal: run one arm in this process
     ap.add_argument("--student", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
@@ -195,13 +227,18 @@ def main() -> None:
         child(args.arm, Path(args.student), Path(args.data), Path(args.out))
         return
     n = args.samples or (250 if args.quick else 1000)
-    results: dict[str, list[dict]] = {a: [] for a in ARMS}
+    arms = tuple(a for a in ARMS if a in args.arms.split(","))
+    unknown = set(args.arms.split(",")) - set(ARMS)
+    if unknown or "sprout" not in arms or not set(arms) & set(HF_BASELINES):
+        ap.error(f"--arms: choose from {', '.join(ARMS)}, with sprout and at least one of {', '.join(HF_BASELINES)}")
+    packer = bench_packer()
+    results: dict[str, list[dict]] = {a: [] for a in arms}
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         data = make_data(tmp, n)
         student = model(tmp)
         for r in range(args.repeats):
-            order = ARMS[r % len(ARMS):] + ARMS[:r % len(ARMS)]
+            order = arms[r % len(arms):] + arms[:r % len(arms)]
             for arm in order:
                 res = one(arm, student, data, tmp / f"{arm}-{r}")
                 results[arm].append(res)
@@ -225,8 +262,10 @@ def main() -> None:
     from _shared import goal
     print(f"ratio (loss tokens/s, median of {args.repeats}): sprout / best HF arm ({best}) = {ratio:.2f}x")
     print(goal(f"loss tokens/s over the best HF arm ({best})", round(ratio, 2), 1.3, unit="x"))
+    print(f"packer: {packer['samples']:,} samples into {packer['bins']:,} bins in {packer['tree_s'] * 1000:.0f} ms "
+          f"(first-fit scan: {packer['scan_s'] * 1000:.0f} ms, {packer['scan_s'] / packer['tree_s']:.0f}x)")
     print(json.dumps({"bench": "train", "ratio": round(ratio, 3), "best_hf_arm": best, "samples": n,
-                      "repeats": args.repeats,
+                      "repeats": args.repeats, "packer": packer,
                       "arms": {a: {k: round(v, 4) if isinstance(v, float) else v for k, v in s.items()}
                                for a, s in summary.items()}}))
 

@@ -43,9 +43,12 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
     if len(spans) == 1:
         return sdpa_attention_forward(module, query, key, value, None, dropout=dropout, scaling=scaling,
                                       is_causal=True, **kwargs)
-    outs = [sdpa_attention_forward(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None,
-                                   dropout=dropout, scaling=scaling, is_causal=True, **kwargs)[0]
-            for s, e in spans]
+    # split, not slice: a slice's backward writes a zero tensor of the whole row and adds it to the
+    # gradient, once per sample (quadratic in the samples per row); split's backward is one cat
+    sizes = [e - s for s, e in spans]
+    outs = [sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True,
+                                   **kwargs)[0]
+            for q, k, v in zip(query.split(sizes, dim=2), key.split(sizes, dim=2), value.split(sizes, dim=2))]
     return torch.cat(outs, dim=1), None
 
 

@@ -3,6 +3,7 @@ balanced across ranks, with per-sample position ids so attention stays inside ea
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -16,20 +17,52 @@ class Bin:
 
 
 def pack(lengths: list[int], max_tokens: int) -> list[Bin]:
-    """First-fit decreasing. A sample longer than ``max_tokens`` gets a bin of its own (the data
-    step drops or truncates those first)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    bins: list[Bin] = []
+    """First-fit decreasing: each sample, longest first, goes into the first bin it fits. A
+    sample longer than ``max_tokens`` gets a bin of its own (the data step drops or truncates
+    those first).
+
+    O(n log n): a max-tree over the bins' free space finds the first bin with room in log n steps
+    instead of scanning every bin (the scan is quadratic: minutes for a million samples). The
+    result is the same bins in the same order as the scan. Cached: every epoch packs the same
+    lengths (only the order of the bins changes)."""
+    return [Bin(list(samples), tokens) for samples, tokens in _pack(tuple(lengths), max_tokens)]
+
+
+@functools.lru_cache(maxsize=4)
+def _pack(lengths: tuple, max_tokens: int) -> tuple:
+    n = len(lengths)
+    order = sorted(range(n), key=lambda i: -lengths[i])
+    size = 1
+    while size < max(1, n):
+        size *= 2
+    # leaves: free tokens of bin j (a bin not yet opened is empty: max_tokens); inner nodes: max
+    free = [max_tokens] * (2 * size)
+    opened = 0
+    samples: list[list[int]] = []
+    tokens: list[int] = []
     for i in order:
-        n = lengths[i]
-        for b in bins:
-            if b.tokens + n <= max_tokens:
-                b.samples.append(i)
-                b.tokens += n
-                break
-        else:
-            bins.append(Bin([i], n))
-    return bins
+        need = lengths[i]
+        if free[1] >= need:
+            node = 1
+            while node < size:  # the leftmost leaf with room
+                node = 2 * node if free[2 * node] >= need else 2 * node + 1
+            j = node - size
+        else:  # fits nowhere, not even in an empty bin: a bin of its own
+            j = opened
+            node = j + size
+        if j == opened:
+            samples.append([])
+            tokens.append(0)
+            opened += 1
+        samples[j].append(i)
+        tokens[j] += need
+        # an overlong bin takes nothing more, not even an empty sample (as the scan's test)
+        free[node] = max_tokens - tokens[j] if tokens[j] <= max_tokens else -1
+        node //= 2
+        while node:
+            free[node] = max(free[2 * node], free[2 * node + 1])
+            node //= 2
+    return tuple((tuple(s), t) for s, t in zip(samples, tokens))
 
 
 def plan_epoch(lengths: list[int], max_tokens: int, world: int, epoch: int, seed: int) -> list[list[Bin | None]]:
@@ -41,11 +74,12 @@ def plan_epoch(lengths: list[int], max_tokens: int, world: int, epoch: int, seed
     rng.shuffle(bins)
     # balance tokens: give each bin to the rank with the fewest tokens so far, in rounds
     per_rank: list[list[Bin]] = [[] for _ in range(world)]
+    load = [0] * world
     for start in range(0, len(bins), world):
         group = sorted(bins[start:start + world], key=lambda b: -b.tokens)
-        loads = sorted(range(world), key=lambda r: sum(b.tokens for b in per_rank[r]))
-        for b, r in zip(group, loads):
+        for b, r in zip(group, sorted(range(world), key=lambda r: load[r])):
             per_rank[r].append(b)
+            load[r] += b.tokens
     steps = max(len(x) for x in per_rank)
     return [[*x, *([None] * (steps - len(x)))] for x in per_rank]
 
@@ -92,11 +126,36 @@ def loss_sum(model, input_ids, labels, position_ids, explicit_mask: bool = False
     ``packing_aware``)."""
     import torch
     mask = block_causal_mask(position_ids, next(model.parameters()).dtype) if explicit_mask else None
-    out = model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, use_cache=False)
+    extra = {}
+    if input_ids.shape[0] == 1 and takes_logits_to_keep(model):
+        # Logits (and the softmax over the vocabulary) only where a target is: in chat data most
+        # positions are prompt, and the output layer is a large share of a small model's work.
+        # Never an empty selection: every parameter must still get a (zero) gradient.
+        keep = (labels[0] != IGNORE).nonzero().flatten()
+        extra["logits_to_keep"] = keep if keep.numel() else torch.zeros(1, dtype=torch.long, device=labels.device)
+        labels = labels[:, extra["logits_to_keep"]]
+    out = model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, use_cache=False, **extra)
     logits = out.logits.float()
-    loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1),
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                              ignore_index=IGNORE, reduction="sum")
     return loss, int((labels != IGNORE).sum())
+
+
+def takes_logits_to_keep(model) -> bool:
+    """Whether the model's forward computes logits for chosen positions only (transformers'
+    ``logits_to_keep``, which most causal LMs take: an index tensor keeps those positions)."""
+    import inspect
+    module = getattr(model, "module", model)  # a DeepSpeed engine wraps the model
+    cls = type(module)
+    if cls not in _LOGITS_TO_KEEP:
+        try:
+            _LOGITS_TO_KEEP[cls] = "logits_to_keep" in inspect.signature(cls.forward).parameters
+        except (TypeError, ValueError):
+            _LOGITS_TO_KEEP[cls] = False
+    return _LOGITS_TO_KEEP[cls]
+
+
+_LOGITS_TO_KEEP: dict = {}
 
 
 def packing_aware(model, device=None, vocab: int | None = None) -> bool:

@@ -78,6 +78,48 @@ def test_packed_loss_equals_unpacked(model_dir, tokenizer, attention, explicit):
     assert packing_aware(model)
 
 
+def test_logits_only_at_targets_give_the_full_loss_and_gradients(model_dir, tokenizer):
+    """loss_sum asks the model for logits at labelled positions only (logits_to_keep); the loss
+    and every gradient equal the full-logits cross-entropy, and a model whose forward does not
+    take logits_to_keep gets the full logits."""
+    from transformers import AutoModelForCausalLM
+
+    from pipeline.train.packing import takes_logits_to_keep
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa")
+    samples, _ = tokenize_dataset(tokenizer, [convo(i) for i in range(5)], 512)
+    ids, labels, pos = collate(samples, Bin(list(range(5)), 0), tokenizer.pad_token_id)
+    assert takes_logits_to_keep(model) and int((labels != IGNORE).sum()) < labels.numel() // 2
+    logits = model(input_ids=ids, position_ids=pos, use_cache=False).logits
+    full = torch.nn.functional.cross_entropy(logits[0], labels[0], ignore_index=IGNORE, reduction="sum")
+    full.backward()
+    want = {k: p.grad.clone() for k, p in model.named_parameters()}
+    model.zero_grad()
+    loss, n = loss_sum(model, ids, labels, pos)
+    loss.backward()
+    assert n == int((labels != IGNORE).sum())
+    assert abs(loss.item() - full.item()) < 1e-4 * full.item()
+    for k, p in model.named_parameters():
+        assert torch.allclose(p.grad, want[k], atol=1e-6, rtol=1e-4), k
+
+    class NoKeep(torch.nn.Module):  # a forward without logits_to_keep: full logits, same loss
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, position_ids=None, attention_mask=None, use_cache=False):
+            return self.inner(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+                              use_cache=use_cache)
+    wrapped = NoKeep(model)
+    assert not takes_logits_to_keep(wrapped)
+    assert abs(loss_sum(wrapped, ids, labels, pos)[0].item() - full.item()) < 1e-4 * full.item()
+    # an empty step (nothing to learn) still reaches every parameter, with a zero gradient
+    model.zero_grad()
+    empty, n = loss_sum(model, ids, torch.full_like(labels, IGNORE), pos)
+    empty.backward()
+    assert n == 0 and empty.item() == 0.0
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+
+
 def test_a_model_that_ignores_packed_position_ids_is_caught(model_dir):
     """An attention that is merely causal (it ignores the mask transformers builds from position
     ids) would let each packed sample see the ones before it: the probe says so, and the loop
@@ -124,6 +166,38 @@ def test_packing_is_tight_and_tiny_datasets_never_starve_a_worker():
         plan = plan_epoch([50] * n_samples, 100, world, 0, 0)
         assert len(plan) == world and len({len(r) for r in plan}) == 1  # same step count everywhere
         assert sum(b is not None for r in plan for b in r) == len(pack([50] * n_samples, 100))
+
+
+def first_fit_decreasing_scan(lengths, max_tokens):
+    """The textbook first-fit decreasing (a scan over every bin per sample), as the reference."""
+    bins = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for b in bins:
+            if b[1] + lengths[i] <= max_tokens:
+                b[0].append(i)
+                b[1] += lengths[i]
+                break
+        else:
+            bins.append([[i], lengths[i]])
+    return bins
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_tree_packer_makes_exactly_the_bins_of_the_scan(seed):
+    import random
+    rng = random.Random(seed)
+    budget = rng.choice([64, 100, 2880])
+    n = rng.choice([1, 2, 7, 300, 3000])
+    # short and long samples, some exactly the budget, some over it (bins of their own)
+    lengths = [rng.choice([rng.randint(1, budget // 4), rng.randint(1, budget), budget, budget + rng.randint(1, 50)])
+               for _ in range(n)]
+    got = [[b.samples, b.tokens] for b in pack(lengths, budget)]
+    assert got == first_fit_decreasing_scan(lengths, budget)
+    plan = plan_epoch(lengths, budget, 3, 1, seed)
+    placed = sorted(i for r in plan for b in r if b for i in b.samples)
+    assert placed == list(range(n))
+    loads = [sum(b.tokens for b in r if b) for r in plan]
+    assert max(loads) - min(loads) <= max(lengths) + budget  # balanced to within one bin
 
 
 def run_train(model_dir, data, out, zero=2, epochs=(4, 3), extra=None, max_steps=None):
