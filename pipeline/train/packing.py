@@ -65,6 +65,20 @@ def _pack(lengths: tuple, max_tokens: int) -> tuple:
     return tuple((tuple(s), t) for s, t in zip(samples, tokens))
 
 
+def pack_scan(lengths: list[int], max_tokens: int) -> list[Bin]:
+    """The textbook first-fit decreasing: a scan over every open bin for each sample. Quadratic;
+    kept as the reference that ``pack`` is tested and benchmarked against (same bins, same order)."""
+    bins: list[Bin] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for b in bins:
+            if b.tokens + lengths[i] <= max_tokens:
+                b.samples.append(i)
+                b.tokens += lengths[i]
+                break
+        else:
+            bins.append(Bin([i], lengths[i]))
+    return bins
+
 def plan_epoch(lengths: list[int], max_tokens: int, world: int, epoch: int, seed: int) -> list[list[Bin | None]]:
     """Micro-batches for each rank for one epoch: every rank gets the same number of steps
     (collectives must match); a rank short of data gets ``None`` (an empty, zero-loss step) —
