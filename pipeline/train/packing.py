@@ -79,6 +79,7 @@ def pack_scan(lengths: list[int], max_tokens: int) -> list[Bin]:
             bins.append(Bin([i], lengths[i]))
     return bins
 
+
 def plan_epoch(lengths: list[int], max_tokens: int, world: int, epoch: int, seed: int) -> list[list[Bin | None]]:
     """Micro-batches for each rank for one epoch: every rank gets the same number of steps
     (collectives must match); a rank short of data gets ``None`` (an empty, zero-loss step) —
@@ -158,18 +159,16 @@ def loss_sum(model, input_ids, labels, position_ids, explicit_mask: bool = False
 def takes_logits_to_keep(model) -> bool:
     """Whether the model's forward computes logits for chosen positions only (transformers'
     ``logits_to_keep``, which most causal LMs take: an index tensor keeps those positions)."""
+    return _forward_takes_logits_to_keep(type(getattr(model, "module", model)))  # DeepSpeed wraps it
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_takes_logits_to_keep(cls) -> bool:
     import inspect
-    module = getattr(model, "module", model)  # a DeepSpeed engine wraps the model
-    cls = type(module)
-    if cls not in _LOGITS_TO_KEEP:
-        try:
-            _LOGITS_TO_KEEP[cls] = "logits_to_keep" in inspect.signature(cls.forward).parameters
-        except (TypeError, ValueError):
-            _LOGITS_TO_KEEP[cls] = False
-    return _LOGITS_TO_KEEP[cls]
-
-
-_LOGITS_TO_KEEP: dict = {}
+    try:
+        return "logits_to_keep" in inspect.signature(cls.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def packing_aware(model, device=None, vocab: int | None = None) -> bool:
