@@ -13,8 +13,11 @@ from typing import Iterator
 import requests
 from github import Auth, Github, GithubException, GithubIntegration, RateLimitExceededException
 
+from pipeline import __version__
+
 from .settings import Settings
 
+USER_AGENT = f"sprout-bot/{__version__}"  # GitHub asks for a User-Agent naming the integration
 MAX_COMMENT = 65_536  # GitHub refuses longer issue comments
 ANNOTATIONS_PER_REQUEST = 50  # GitHub's limit per check-run request
 
@@ -104,7 +107,7 @@ class GitHub:
         if seconds_between_writes == -1:  # not given: the setting (0 means no pacing)
             seconds_between_writes = settings.write_interval or None
         self.stats = CallStats()
-        self._kw = dict(base_url=settings.api_url, timeout=15, retry=None,
+        self._kw = dict(base_url=settings.api_url, timeout=15, retry=None, user_agent=USER_AGENT,
                         seconds_between_requests=None, seconds_between_writes=seconds_between_writes)
         self._clients: dict[int | None, Github] = {}
         self._lock = threading.Lock()
@@ -142,7 +145,8 @@ class GitHub:
     def integration(self) -> GithubIntegration:
         if not self._app_auth:
             raise GitHubError("not in App mode")
-        return GithubIntegration(auth=self._app_auth, base_url=self.settings.api_url, timeout=15)
+        return GithubIntegration(auth=self._app_auth, base_url=self.settings.api_url, timeout=15,
+                                 user_agent=USER_AGENT)
 
 
 @dataclass

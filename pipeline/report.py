@@ -1,7 +1,7 @@
 """report.json -> Markdown for a pull request comment, and a standalone HTML page.
 
 report.json (schema version 1; fields are only ever added):
-  run_id, verdict ("accepted" | "rejected"), reasons[], taxonomy {path, ref, base_ref},
+  run_id, sprout (the version that made it), verdict ("accepted" | "rejected"), reasons[], taxonomy {path, ref, base_ref},
   student {name, pretrained}, teacher {name, smoke}, judge {judge, asked, unparseable} | null,
   recipe {name, train_layers, layers, text}, deployed_model (what the new model is compared with:
   the last accepted model, else the base), started_from {kind: "base" | "last", model}, new_model,
@@ -55,6 +55,8 @@ def provenance(report: dict) -> str:
     j = report.get("judge")
     parts.append(f"**Judge:** {j['judge']} ({j['unparseable']} of {j['asked']} replies unreadable)" if j
                  else "**Judge:** none")
+    if report.get("sprout"):
+        parts.append(f"**Sprout:** {report['sprout']}")
     return " · ".join(parts)
 
 

@@ -315,13 +315,14 @@ class Run:
         from dataclasses import replace
 
         from .mix import Recipe, mix
+        from .package_data import local_path
         from .sdg.generate import read_jsonl, read_leaf_infos
         data = self.out / "data"
         leaves = read_leaf_infos(data)
         records = read_jsonl(data / "filtered.jsonl")
         # A small general replay buffer ships with Sprout (distinct from the forgetting probe), so
         # that training on a few leaves does not wash out general answering.
-        general = Path(__file__).parent / "data" / "general_replay.jsonl"
+        general = local_path("replay")
         previous = self._previous_training_data()
         recipe = replace(Recipe(), replay_sources=(str(general), *previous))
         incremental = bool(previous)
@@ -478,7 +479,8 @@ class Run:
             for line in metrics.read_text().splitlines():
                 m = json.loads(line)
                 training.setdefault(m["phase"], []).append({"step": m["step"], "loss": round(m["loss"], 4)})
-        report = {"schema": 1, "run_id": self.manifest["run_id"], "verdict": verdict, "reasons": reasons,
+        report = {"schema": 1, "run_id": self.manifest["run_id"], "sprout": __version__,
+                  "verdict": verdict, "reasons": reasons,
                   "taxonomy": {"path": self.state["taxonomy_path"], "ref": self.state.get("taxonomy_sha"),
                                "base_ref": self.state.get("last_trained")},
                   "student": self.state.get("student") or {"name": "?", "pretrained": True},

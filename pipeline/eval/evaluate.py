@@ -19,9 +19,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..package_data import local_path
 from .scoring import content_words, rouge_l, score, token_f1
 
-PROBE = Path(__file__).parent / "general_probe.jsonl"
+PROBE = local_path("probe")
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ judge grades the answer against the reference on 1-5; reported scaled to 0-1).""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from string import Template
 
-PROMPT = Template((Path(__file__).parent / "judge_prompt.txt").read_text(encoding="utf-8"))
+from ..package_data import resource
+
+PROMPT = Template(resource("judge_prompt").read_text(encoding="utf-8"))
 
 
 # Shapes judges really answer in: "score: 4", "**Score:** 4", "Rating: 5", "Grade - 3",

@@ -6,11 +6,12 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from string import Template
 
+from ..package_data import resource
+
 VERSION = "v1"
-ROOT = Path(__file__).parent / "prompts"
+ROOT = resource("prompts")
 TASKS = ("knowledge_short", "knowledge_long", "skill_freeform", "skill_grounded", "judge")
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urljoin
 
 
 from . import diagnostics as d
 from .fastcheck import compile_schema
+from ..package_data import resource
 from .loader import Loaded
 
 SCHEMA_BASE = "https://sprout.dev/schemas"
@@ -18,18 +18,10 @@ SUPPORTED_VERSIONS = (1, 2, 3)
 KINDS = ("compositional_skills", "knowledge")
 
 
-def _schema_root():
-    try:
-        from sprout_schemas import schema_dir
-        return schema_dir()
-    except ImportError:  # running from a source tree that was not installed
-        return Path(__file__).resolve().parents[2] / "schemas"
-
-
 @functools.lru_cache(maxsize=None)
 def all_schemas() -> dict[str, dict]:
     """Every schema document by its ``$id``."""
-    root = _schema_root()
+    root = resource("schemas")
     out = {}
     for v in SUPPORTED_VERSIONS:
         for name in ("version", *KINDS):
