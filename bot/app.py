@@ -7,6 +7,7 @@ import hmac
 import html
 import json
 import logging
+import sqlite3
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -136,6 +137,31 @@ def create_app(settings: Settings, *, store: Store | None = None, github: GitHub
         if worker_process is not None:
             alive = alive and worker_process.alive()
         return JSONResponse({"ok": alive, "deliveries": counts}, 200 if alive else 503)
+
+    @app.get("/readyz")
+    def readyz():
+        """Ready for deliveries (a readiness probe): the store opens afresh and reads (a volume that
+        went away shows here, not at the next 202), the intake's committer runs, and some worker
+        is up to handle what is stored. /healthz stays the cheap liveness answer."""
+        problems = []
+        if str(store.path) != ":memory:":
+            try:
+                db = sqlite3.connect(f"{store.path.resolve().as_uri()}?mode=rw", uri=True, timeout=5)
+                try:
+                    db.execute("SELECT 1 FROM deliveries LIMIT 1").fetchall()
+                finally:
+                    db.close()
+            except sqlite3.Error as e:
+                problems.append(f"store {store.path}: {e}")
+            if writer is None:
+                problems.append("intake not started")
+        threads = [w for w in pool if w._thread is not None and w._thread.is_alive()]
+        if worker_process is not None:
+            if not worker_process.alive():
+                problems.append("worker process not running")
+        elif not threads:
+            problems.append("no worker running")
+        return JSONResponse({"ready": not problems, "problems": problems}, 503 if problems else 200)
 
     def work_stats() -> dict:
         """Handler times, retries and GitHub calls: from this process's worker threads, plus what

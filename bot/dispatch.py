@@ -375,6 +375,13 @@ class Dispatcher:
             pr=q(str(job["pr"] or "")), git_url=q(self.settings.clone_url(job["repo"])),
             repo_url=q(self.settings.clone_url(job["repo"])), runs_root=q(self.settings.runs_root))
 
+    def _entrypoint_resources(self) -> dict:
+        """What the job's driver asks Ray for, so it lands on a node that can run it (only what
+        is set: an unset value keeps Ray's default)."""
+        s = self.settings
+        return {k: v for k, v in (("entrypoint_num_cpus", s.entrypoint_num_cpus),
+                                  ("entrypoint_num_gpus", s.entrypoint_num_gpus)) if v is not None}
+
     def _submit(self, job: dict) -> None:
         k = KINDS[job["kind"]]
         submission = job.get("submission_id") or f"sprout-{job['kind']}-{job['id']}-{job['sha'][:7]}"
@@ -392,7 +399,8 @@ class Dispatcher:
                 try:
                     client.submit_job(entrypoint=self._entrypoint(job), submission_id=submission,
                                       metadata={"sprout_job": str(job["id"]), "kind": job["kind"],
-                                                "repo": job["repo"], "sha": job["sha"]})
+                                                "repo": job["repo"], "sha": job["sha"]},
+                                      **self._entrypoint_resources())
                 except RuntimeError as e:
                     if "already exists" not in str(e):
                         raise

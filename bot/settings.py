@@ -54,6 +54,13 @@ class Settings:
     git_url: str | None = None
     """Clone URL template with {repo} (SPROUT_GIT_URL); default: derived from the API URL
     (https://github.com/{repo}.git for github.com, https://HOST/{repo}.git for Enterprise)."""
+    entrypoint_num_cpus: float | None = None
+    """CPUs reserved for each job's driver (SPROUT_ENTRYPOINT_NUM_CPUS; Ray's
+    ``entrypoint_num_cpus``): the driver then runs only on a node that has them. Unset: Ray's
+    default (0, anywhere, the head included)."""
+    entrypoint_num_gpus: float | None = None
+    """GPUs reserved for each job's driver (SPROUT_ENTRYPOINT_NUM_GPUS): set 1 so evaluation and
+    generation in the driver land on a GPU node, not on a CPU-only head."""
     recover_interval: float = 600.0
     """Seconds between scans for failed deliveries to redeliver (App mode only)."""
     write_interval: float = 0.75
@@ -143,6 +150,15 @@ class Settings:
         except (ValueError, AssertionError):
             problems.append(f"SPROUT_GITHUB_WRITE_INTERVAL must be seconds (0 or more), not {interval!r}")
             write_interval = 0.75
+        resources = {}
+        for name, var, raw in (("entrypoint_num_cpus", "SPROUT_ENTRYPOINT_NUM_CPUS", get("SPROUT_ENTRYPOINT_NUM_CPUS")),
+                               ("entrypoint_num_gpus", "SPROUT_ENTRYPOINT_NUM_GPUS", get("SPROUT_ENTRYPOINT_NUM_GPUS"))):
+            if raw is not None:
+                try:
+                    resources[name] = float(raw)
+                    assert 0 <= resources[name] < float("inf")
+                except (ValueError, AssertionError):
+                    problems.append(f"{var} must be a number >= 0, not {raw!r}")
         if problems:
             raise SettingsError("invalid bot settings:\n  - " + "\n  - ".join(problems))
         return cls(webhook_secret=secret, github_token=token, app_id=app_id, private_key=key,
@@ -154,4 +170,4 @@ class Settings:
                    preview_entrypoint=get("SPROUT_PREVIEW_ENTRYPOINT") or cls.preview_entrypoint,
                    precheck_entrypoint=get("SPROUT_PRECHECK_ENTRYPOINT") or cls.precheck_entrypoint,
                    runs_root=get("SPROUT_RUNS_ROOT") or cls.runs_root, git_url=get("SPROUT_GIT_URL"),
-                   status_token=get("SPROUT_STATUS_TOKEN"), write_interval=write_interval)
+                   status_token=get("SPROUT_STATUS_TOKEN"), write_interval=write_interval, **resources)

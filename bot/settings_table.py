@@ -16,6 +16,9 @@ SETTINGS: tuple[tuple[str, str], ...] = (
     ("`SPROUT_RUNS_ROOT`",
      "model registry and run folders as the job sees them (default `runs`, relative to the job's "
      "working directory; shared storage on a multi-node cluster)"),
+    ("`SPROUT_ENTRYPOINT_NUM_CPUS`, `SPROUT_ENTRYPOINT_NUM_GPUS`",
+     "CPUs and GPUs reserved for each job's driver (Ray's `entrypoint_num_cpus`/`entrypoint_num_gpus`), "
+     "so it runs on a node that can run it (a GPU worker, not a CPU-only head); unset: Ray's default, 0"),
     ("`SPROUT_GIT_URL`", "clone URL template with `{repo}`; default derived from `SPROUT_GITHUB_API_URL`"),
     ("`SPROUT_TRUSTED_TEAMS`", "`org/team,…` whose members may run costly commands besides write/maintain/admin"),
     ("`SPROUT_COMMAND_PREFIX`, `SPROUT_APP_NAME`", "`/sprout` and `@sprout` by default"),
