@@ -73,8 +73,8 @@ def test_dispatch_asks_ray_for_the_driver_resources(settings, cpus, gpus, expect
 
 @pytest.mark.slow
 def test_a_driver_that_needs_a_gpu_waits_for_one(make_bot, settings, emulator, ray_head):
-    """On a real (CPU-only) head: Ray records what the driver asked for, and a driver asking for a
-    GPU is not started on a node without one."""
+    """On a real (CPU-only) head: a driver asking for a GPU is not started on a node without one,
+    and Ray says it waits for resources."""
     from ray.job_submission import JobSubmissionClient
     s = replace(settings, retrain_entrypoint="python -c \"print('ran')\"", entrypoint_num_cpus=1.0,
                 entrypoint_num_gpus=1.0)
@@ -90,6 +90,8 @@ def test_a_driver_that_needs_a_gpu_waits_for_one(make_bot, settings, emulator, r
     [job] = bot.store.jobs()
     time.sleep(3)
     info = client.get_job_info(job["submission_id"])
-    assert (info.entrypoint_num_cpus, info.entrypoint_num_gpus) == (1.0, 1.0)
+    # Ray words this only for a job submitted with entrypoint resources; a one-line print would
+    # have finished by now on a free CPU.
     assert str(info.status) in ("PENDING", "JobStatus.PENDING"), info.status
+    assert "waiting for resources" in info.message, info.message
     client.stop_job(job["submission_id"])
