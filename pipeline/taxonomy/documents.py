@@ -3,19 +3,20 @@ matching readable Markdown. Needs git access to the document repository, so it i
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
-import re
 from pathlib import Path
 from typing import Iterator
 
 from . import diagnostics as d
 from .diff import GitError, git
+from .globs import compile_glob
 from .rules import pattern_problem
 from .sources import (FetchLimit, Source, SourceError, commit_problem, fetch_bounded, is_full_sha,
                       is_short_sha, resolve_ref, resolve_source)
 from .validate import LeafResult
+
+MAX_NAME_CHARS = 4096  # PATH_MAX: no real document's path is longer
 
 # A fixed identity and date make the helper's commit SHA a pure function of the documents.
 _DETERMINISTIC_ENV = {
@@ -153,41 +154,14 @@ def list_blobs(mirror: Path, sha: str) -> list[str]:
 
 
 def match_patterns(names: list[str], patterns: list[str]) -> dict[str, list[str]]:
-    """Glob semantics of InstructLab: '*' stays within a folder, '**' crosses folders."""
+    """Glob semantics of InstructLab: '*' stays within a folder, '**' crosses folders. Matched by
+    ``globs`` in linear time (a backtracking regex took 24 s on one name); a name longer than
+    ``MAX_NAME_CHARS`` is never a document."""
     out = {}
     for pat in patterns:
-        rx = _glob_regex(pat.lstrip("/"))  # '/docs/*.md' means the repository root
-        out[pat] = [n for n in names if rx.match(n)]
+        g = compile_glob(pat.lstrip("/"))  # '/docs/*.md' means the repository root
+        out[pat] = [n for n in names if len(n) <= MAX_NAME_CHARS and g.match(n)]
     return out
-
-
-def _glob_regex(pattern: str) -> re.Pattern:
-    parts, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            parts.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            parts.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            parts.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            parts.append("[^/]")
-            i += 1
-        elif pattern[i] == "[":
-            j = pattern.find("]", i + 1)
-            if j < 0:
-                parts.append(re.escape("["))
-                i += 1
-            else:
-                parts.append(fnmatch.translate(pattern[i:j + 1])[4:-3])
-                i = j + 1
-        else:
-            parts.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("^" + "".join(parts) + "$")
 
 
 def check_documents(result: LeafResult, taxonomy_root: Path) -> Iterator[d.Diagnostic]:
