@@ -221,6 +221,8 @@ def _document(loaded: Loaded, file: str, strict: bool, warn) -> Iterator[d.Diagn
 
 MAX_PATTERN_CHARS = 256
 """Longer document patterns are refused: matching costs len(name) * len(pattern) / 64 steps."""
+MAX_PATTERN_CLASSES = 16
+"""'[...]' classes per pattern: each costs a test per distinct character of a name."""
 
 
 def pattern_problem(pattern: Any) -> str | None:
@@ -232,6 +234,8 @@ def pattern_problem(pattern: Any) -> str | None:
     if len(pattern) > MAX_PATTERN_CHARS:
         return (f"pattern {pattern[:40]!r}... is {len(pattern)} characters long; a pattern has at "
                 f"most {MAX_PATTERN_CHARS}")
+    if pattern.count("[") > MAX_PATTERN_CLASSES:
+        return f"pattern {pattern[:40]!r}... holds more than {MAX_PATTERN_CLASSES} '[' classes"
     rest = pattern.lstrip("/")
     if "\\" in rest:
         return f"pattern {pattern!r} uses backslashes; use '/' between folders"
