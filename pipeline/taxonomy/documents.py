@@ -61,6 +61,10 @@ def materialize(folder: Path, dest: Path | None = None) -> Path:
     os.environ.update(_DETERMINISTIC_ENV)
     try:
         git(tmp, "init", "-q", "--bare", "-b", "main")
+        # the folder's .gitattributes must not run a filter driver (git-lfs, or one a node's git
+        # config defines) as `git add` reads the pull request's files
+        (tmp / "info").mkdir(exist_ok=True)
+        (tmp / "info" / "attributes").write_text("* -filter -ident -working-tree-encoding\n")
         side = ("-c", "core.autocrlf=false", "-c", "core.filemode=false", "--git-dir", str(tmp),
                 "--work-tree", str(folder))
         git(folder, *side, "add", "-A", "-f", "--", ".")
