@@ -221,6 +221,8 @@ def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: Gener
         todo.append((leaf, key))
     missing = [(leaf, key) for leaf, key in todo if not (cache / f"{key}.jsonl").exists()]
     if missing:
+        from ..budgets import plan_generation
+        plan_generation(missing, taxonomy_root, config)  # every budget, before any teacher call
         run = runner or (lambda items, fn: (fn(item) for item in items))
         done = 0
         for leaf, key, result in run(missing, lambda item: (*item, generate_leaf(item[0], taxonomy_root, teacher, config))):

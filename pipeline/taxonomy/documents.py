@@ -91,6 +91,11 @@ def fetch_commit(source: Source, commit: str) -> tuple[Path, str]:
     problem = commit_problem(commit)
     if problem:
         raise SourceError(problem)
+    if source.history:  # the taxonomy repository's own objects (a checkout Sprout made or was given)
+        full = _full_sha(source.folder, commit)
+        if full is None:
+            raise SourceError(f"commit {commit} is not in the taxonomy repository's history")
+        return source.folder, full
     if source.folder is not None:
         mirror = source.folder if _is_bare(source.folder) else materialize(source.folder)
         full = _full_sha(mirror, commit)
@@ -192,6 +197,13 @@ def check_documents(result: LeafResult, taxonomy_root: Path) -> Iterator[d.Diagn
         yield fail(f"cannot read documents from {repo} at {commit}: {e}",
                    "Check that the repository is reachable and that the commit was pushed.")
         return
+    from ..budgets import Budgets
+    budgets = Budgets.from_env()
+    limit, seen = budgets.document_file_bytes, set()
+    if len(patterns) > budgets.patterns:
+        yield fail(f"the leaf has {len(patterns)} document patterns, over the budget of {budgets.patterns}",
+                   "Merge patterns with '**', or ask the Sprout operator to raise SPROUT_MAX_PATTERNS.")
+        return
     for pat, hits in match_patterns(names, patterns).items():
         md = [h for h in hits if h.lower().endswith(".md")]
         if not md:
@@ -200,6 +212,14 @@ def check_documents(result: LeafResult, taxonomy_root: Path) -> Iterator[d.Diagn
                        "Sprout reads Markdown (.md) documents; check the pattern's folders.")
             continue
         for name in md:
+            if name in seen:  # read once, however many patterns match it
+                continue
+            seen.add(name)
+            size = git(mirror, "cat-file", "-s", f"{sha}:{name}", check=False).decode().strip()
+            if not size.isdigit() or int(size) > limit:  # checked before the blob is read
+                yield fail(f"document {name} is {size} bytes, over the budget of {limit:,} per file",
+                           "Split it, or ask the Sprout operator to raise SPROUT_MAX_DOCUMENT_FILE_BYTES.")
+                continue
             blob = git(mirror, "cat-file", "blob", f"{sha}:{name}", check=False)
             try:
                 blob.decode("utf-8")

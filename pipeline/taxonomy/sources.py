@@ -85,6 +85,8 @@ class Source:
 
     url: str | None = None
     folder: Path | None = None
+    history: bool = False
+    """``folder`` is the taxonomy's own git repository: commits are read from its objects."""
 
     @property
     def scheme(self) -> str:
@@ -134,7 +136,24 @@ def resolve_source(repo: str, taxonomy_root: Path, env: dict | None = None) -> S
             raise SourceError(f"document.repo {repo[:80]!r} is not a folder of the taxonomy")
     except OSError as e:  # a name too long, a loop of links: a finding, never a crash
         raise SourceError(f"document.repo {repo[:80]!r} cannot be read: {e.strerror}") from None
+    own = own_repository(root)
+    if own is not None and (folder == own or (repo.rstrip("/") == "." and folder == root)):
+        return Source(folder=own, history=True)
     return Source(folder=folder)
+
+
+def own_repository(taxonomy_root: Path) -> Path | None:
+    """The top of the git checkout holding the taxonomy, or None. Only a real ``.git`` folder
+    counts (git never checks out a path named .git, so a pull request cannot plant one; a ``.git``
+    file pointing elsewhere is ignored)."""
+    root = Path(taxonomy_root).resolve()
+    for candidate in (root, *root.parents):
+        dot_git = candidate / ".git"
+        if dot_git.is_symlink() or dot_git.is_file():
+            return None
+        if dot_git.is_dir():
+            return candidate
+    return None
 
 
 def _scp_like(repo: str) -> bool:
