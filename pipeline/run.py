@@ -86,6 +86,8 @@ class Run:
         self.out = Path(config.out) if config.out else \
             self.root / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
         self.out.mkdir(parents=True, exist_ok=True)
+        from .cachecap import prune_runs
+        prune_runs(self.root, self.out)  # capped, oldest first; never a registered model's run
         self.manifest_path = self.out / "manifest.json"
         self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {
             "run_id": self.out.name + "-" + uuid.uuid4().hex[:6], "config": asdict(config), "stages": {},

@@ -51,6 +51,7 @@ def materialize(folder: Path, dest: Path | None = None) -> Path:
         digest.update(str(p.relative_to(folder)).encode() + b"\0" + data + b"\0")
     dest = dest or cache_dir() / "docrepos" / f"{folder.name}-{digest.hexdigest()[:16]}.git"
     if (dest / "HEAD").is_file() and git(dest, "rev-parse", "--verify", "-q", "main", check=False):
+        _used(dest, "docrepos")
         return dest
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
     if tmp.exists():
@@ -81,7 +82,16 @@ def materialize(folder: Path, dest: Path | None = None) -> Path:
     except OSError:  # another process made it first
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)
+    _used(dest, "docrepos")
     return dest
+
+
+def _used(entry: Path, kind: str) -> None:
+    """Mark a cache entry used and cap its folder, least recently used first (``cachecap``)."""
+    from ..cachecap import cap, prune, touch
+    touch(entry)
+    if entry.parent.name == kind:  # Sprout's own cache folders only, never a caller's dest
+        prune(entry.parent, cap(kind), keep={entry})
 
 
 def fetch_commit(source: Source, commit: str) -> tuple[Path, str]:
@@ -112,6 +122,7 @@ def fetch_commit(source: Source, commit: str) -> tuple[Path, str]:
     target = commit if is_full_sha(commit) else None if hexa else resolve_ref(url, commit, scheme)
     if not hexa and target is None:
         raise SourceError(f"{commit!r} is not a commit, branch or tag of {url}")
+    _used(mirror, "mirrors")
     full = _full_sha(mirror, target or commit)
     if full:
         return mirror, full
@@ -128,6 +139,7 @@ def fetch_commit(source: Source, commit: str) -> tuple[Path, str]:
     full = _full_sha(mirror, target or commit)
     if full is None:
         raise SourceError(f"commit {commit} is not in {url}")
+    _used(mirror, "mirrors")  # once more: the fetch may have grown it past the cap
     return mirror, full
 
 
