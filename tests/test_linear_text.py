@@ -66,6 +66,9 @@ def _prompt(text):
 def _leaf(text):
     body = "version: 3\ntask_description: " + repr(text[:SIZE]) + "\ncreated_by: x\nseed_examples: []\n"
     validate_leaf("compositional_skills/x/qna.yaml", body)
+    # a plain scalar too: YAML's implicit resolvers (int, float, timestamp regexes) read those
+    plain = text.replace("\n", " ").replace("\r", " ").strip() or "x"
+    validate_leaf("compositional_skills/x/qna.yaml", "version: 3\ncreated_by: " + plain + "\n")
 
 
 def _safety(text):
