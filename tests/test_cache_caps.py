@@ -91,3 +91,16 @@ def test_an_old_embeddings_database_gains_the_column(tmp_path):
     cache = EmbeddingCache(tmp_path / "e.sqlite", "m", 2)
     assert set(cache.get([b"a"])) == {b"a"}
     cache.put({b"b": np.ones(2, dtype=np.float32)})
+
+
+def test_generated_sample_cache_is_capped(tmp_path, monkeypatch):
+    from pipeline.sdg.generate import GenerateConfig, generate
+    from tests.fakes.teacher import ScriptedTeacher
+    monkeypatch.setenv("SPROUT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SPROUT_CACHE_MAX_SDG_BYTES", "1")
+    skills = ROOT / "taxonomy" / "compositional_skills"
+    first, second = sorted(str(p.parent.relative_to(ROOT / "taxonomy")) for p in skills.rglob("qna.yaml"))[:2]
+    a = generate(ROOT / "taxonomy", tmp_path / "a", ScriptedTeacher(), GenerateConfig(), only=[first])
+    b = generate(ROOT / "taxonomy", tmp_path / "b", ScriptedTeacher(), GenerateConfig(), only=[second])
+    left = {p.name.split(".")[0] for p in (tmp_path / "cache" / "sdg").iterdir()}
+    assert left == {b["leaves"][0]["key"]} and a["leaves"][0]["key"] not in left
