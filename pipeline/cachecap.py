@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 GB = 1024 ** 3
@@ -121,7 +120,3 @@ def prune_embeddings(db, max_rows: int | None = None) -> int:
     drop = count - max_rows
     db.execute("DELETE FROM vectors WHERE rowid IN (SELECT rowid FROM vectors ORDER BY used LIMIT ?)", (drop,))
     return drop
-
-
-def now() -> float:
-    return time.time()

@@ -8,7 +8,6 @@ repository (failed with "commit … is not in the documents folder")."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
