@@ -100,33 +100,35 @@ def strip_emphasis(text: str) -> str:
     closers = {d: [j for j in _occurrences(text, d) if j > 0 and not text[j - 1].isspace()]
                for d in _DELIMS}
     newlines = _occurrences(text, "\n")
-    finders = [_NextFind(text, c) for c in "*_`"]
-    out, i, pos = [], 0, 0
-    while pos < n:
-        if text[pos] not in "*_`":
-            pos = min((p for p in (f(pos) for f in finders) if p >= 0), default=n)
-            continue
-        done = False
-        for d in _DELIMS:
+    # every place a delimiter can open, in order (the regex tries them left to right)
+    starts = sorted(_occurrences(text, "*") + _occurrences(text, "_") + _occurrences(text, "`"))
+    out, i = [], 0
+    for pos in starts:
+        if pos < i:
+            continue  # inside a replacement already made
+        for d in _BY_CHAR[text[pos]]:
             if not text.startswith(d, pos):
                 continue
             body = pos + len(d)
             if body >= n or text[body].isspace():
                 continue
-            # the content is one or more characters and does not cross a newline ('.')
-            nl = newlines[bisect.bisect_left(newlines, body)] if newlines and newlines[-1] >= body else n
             cands = closers[d]
             k = bisect.bisect_left(cands, body + 1)
-            if k < len(cands) and cands[k] <= nl:
+            if k == len(cands):
+                continue
+            # the content is one or more characters and does not cross a newline ('.')
+            m = bisect.bisect_left(newlines, body)
+            nl = newlines[m] if m < len(newlines) else n
+            if cands[k] <= nl:
                 j = cands[k]
                 out += [text[i:pos], text[body:j]]
-                i = pos = j + len(d)
-                done = True
+                i = j + len(d)
                 break
-        if not done:
-            pos += 1
     out.append(text[i:])
     return "".join(out)
+
+
+_BY_CHAR = {"*": ("**", "*"), "_": ("__", "_"), "`": ("`",)}
 
 
 def _occurrences(text: str, sub: str) -> list[int]:
