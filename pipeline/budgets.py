@@ -18,7 +18,7 @@ class BudgetError(Exception):
 
 @dataclass(frozen=True)
 class Budgets:
-    leaves: int = 200
+    leaves: int = 1_000
     """Leaves generated (not from cache) in one run: ``SPROUT_MAX_LEAVES``."""
     patterns: int = 20
     """Document patterns per leaf: ``SPROUT_MAX_PATTERNS``."""
@@ -31,7 +31,7 @@ class Budgets:
     """Document chunks per leaf: ``SPROUT_MAX_CHUNKS``."""
     completions_per_leaf: int = 3_000
     """Teacher completions for one leaf: ``SPROUT_MAX_COMPLETIONS_PER_LEAF``."""
-    completions_per_run: int = 30_000
+    completions_per_run: int = 100_000
     """Teacher completions in one run: ``SPROUT_MAX_COMPLETIONS``."""
 
     @classmethod
