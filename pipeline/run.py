@@ -86,6 +86,8 @@ class Run:
         self.out = Path(config.out) if config.out else \
             self.root / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
         self.out.mkdir(parents=True, exist_ok=True)
+        from .cachecap import prune_runs
+        prune_runs(self.root, self.out)  # capped, oldest first; never a registered model's run
         self.manifest_path = self.out / "manifest.json"
         self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {
             "run_id": self.out.name + "-" + uuid.uuid4().hex[:6], "config": asdict(config), "stages": {},
@@ -172,11 +174,8 @@ class Run:
 
     @staticmethod
     def _tree_hash(tax: Path) -> str:
-        h = hashlib.sha256()
-        for p in sorted(tax.rglob("*")):
-            if p.is_file() and ".git" not in p.parts:
-                h.update(str(p.relative_to(tax)).encode() + b"\0" + p.read_bytes())
-        return h.hexdigest()[:16]
+        from .checkout import tree_hash
+        return tree_hash(tax)  # never follows a link (a PR's link to /proc/self/pagemap)
 
     def checkout(self) -> dict:
         c = self.config
@@ -185,11 +184,12 @@ class Run:
         if is_url or c.ref:
             dest = self.out / "checkout"
             if not (dest / ".git").exists():
-                p = subprocess.run(["git", "clone", "-q", "--", src, str(dest)], capture_output=True, text=True)
-                if p.returncode:
-                    raise RunError(f"cannot clone {src}: {p.stderr.strip()}")
-            if c.ref:
-                self._checkout_ref(dest, c.ref)
+                from .checkout import CheckoutError, clone
+                try:  # bounded, no filters or hooks (checkout.py)
+                    clone(src, dest)
+                except CheckoutError as e:
+                    raise RunError(f"cannot clone {src}: {e}") from None
+            self._checkout_ref(dest, c.ref or "HEAD")
             root = dest / "taxonomy" if (dest / "taxonomy").is_dir() and not (dest / "knowledge").is_dir() else dest
             sha = _git(dest, "rev-parse", "HEAD")
             repo = dest
@@ -208,29 +208,11 @@ class Run:
 
     @staticmethod
     def _checkout_ref(repo: Path, ref: str) -> None:
-        """A merge commit is on a branch; a pull request's head may only be reachable from
-        refs/pull/N/head (forks), so fetch by SHA, then the pull refs, before giving up."""
-        if ref.startswith("-") or any(ch.isspace() for ch in ref):
-            raise RunError(f"checkout {ref!r}: not a commit or ref name")
-        def checkout() -> None:
-            # resolved first (rev-parse takes --end-of-options; checkout would read it as a path)
-            sha = _git(repo, "rev-parse", "-q", "--verify", "--end-of-options", f"{ref}^{{commit}}")
-            _git(repo, "checkout", "-q", "--detach", sha)
-
+        from .checkout import CheckoutError, checkout_ref
         try:
-            checkout()
-            return
-        except RunError as first:
-            error = first
-        for refspec in (ref, "+refs/pull/*/head:refs/remotes/origin/pull/*"):
-            if subprocess.run(["git", "-C", str(repo), "fetch", "-q", "--end-of-options", "origin", refspec],
-                              capture_output=True, text=True).returncode == 0:
-                try:
-                    checkout()
-                    return
-                except RunError as e:
-                    error = e
-        raise RunError(f"checkout {ref}: not found in the repository ({error})")
+            checkout_ref(repo, ref)
+        except CheckoutError as e:
+            raise RunError(str(e)) from None
 
     def validate(self) -> dict:
         from .taxonomy import render

@@ -102,6 +102,12 @@ class EmbeddingCache:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT, text BLOB, vector BLOB, "
                         "PRIMARY KEY (model, text))")
+        # when each vector was last used: the cache is capped and cleaned oldest first (cachecap)
+        if "used" not in {row[1] for row in self.db.execute("PRAGMA table_info(vectors)")}:
+            try:
+                self.db.execute("ALTER TABLE vectors ADD COLUMN used REAL DEFAULT 0")
+            except Exception:  # another process added it first
+                pass
         self.model, self.dim = model_key, dim
 
     def get(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
@@ -114,11 +120,20 @@ class EmbeddingCache:
             for k, v in rows:
                 if isinstance(v, bytes) and len(v) == 4 * self.dim:  # anything else is damage: recompute
                     found[k] = np.frombuffer(v, dtype=np.float32)
+        if found:
+            import time
+            self.db.executemany("UPDATE vectors SET used = ? WHERE model = ? AND text = ?",
+                                [(time.time(), self.model, k) for k in found])
         return found
 
     def put(self, vectors: dict[bytes, np.ndarray]) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
-                            [(self.model, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in vectors.items()])
+        import time
+
+        from ..cachecap import prune_embeddings
+        self.db.executemany("INSERT OR REPLACE INTO vectors (model, text, vector, used) VALUES (?, ?, ?, ?)",
+                            [(self.model, k, np.asarray(v, dtype=np.float32).tobytes(), time.time())
+                             for k, v in vectors.items()])
+        prune_embeddings(self.db)
 
 
 @functools.lru_cache(maxsize=2)

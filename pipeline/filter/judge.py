@@ -23,7 +23,8 @@ class JudgeConfig:
 def parse_scores(text: str) -> dict[str, int]:
     scores = {}
     for key in ("faithful", "relevance", "question", "answer"):
-        m = re.search(rf"(?im)^\W*{key}\W*[:=]\s*(\d)", text or "")
+        # [^\w\n]*, not \W*: a \W* run could cross newlines, rescanning every blank line (quadratic)
+        m = re.search(rf"(?im)^[^\w\n]*{key}\W*[:=]\s*(\d)", text or "")
         if m:
             scores[key] = int(m.group(1))
     return scores

@@ -7,8 +7,50 @@ from dataclasses import dataclass, field
 
 from .base import FilterResult, normalize
 
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+_LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+_DOMAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+class _Email:
+    """``_EMAIL``'s finditer and sub in linear time. Searched plainly, the regex restarts at every
+    word boundary of "a.a.a.a..." and rescans the run (quadratic). Every match holds exactly one
+    '@' and depends only on the text after its local part's first possible start, so each '@' is
+    tried once, from the first word boundary of the run before it."""
+
+    pattern = _EMAIL.pattern
+
+    def finditer(self, text: str):
+        done, at = 0, text.find("@")
+        while at >= 0:
+            left = at
+            while left > done and text[left - 1] in _LOCAL:
+                left -= 1
+            right = at + 1
+            while right < len(text) and text[right] in _DOMAIN:
+                right += 1
+            start = next((p for p in range(left, at)
+                          if (p > 0 and _is_word(text[p - 1])) != _is_word(text[p])), None)
+            m = _EMAIL.match(text, start, min(right + 1, len(text))) if start is not None else None
+            if m:
+                yield m
+                done = m.end()
+            at = text.find("@", max(at + 1, done))
+
+    def sub(self, repl: str, text: str) -> str:
+        out, last = [], 0
+        for m in self.finditer(text):
+            out += [text[last:m.start()], repl]
+            last = m.end()
+        return "".join(out) + text[last:]
+
+
 PATTERNS = {
-    "EMAIL": re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
+    "EMAIL": _Email(),
     "PRIVATE_KEY": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
     "AWS_KEY": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
     "GITHUB_TOKEN": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b"),

@@ -221,6 +221,8 @@ def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: Gener
         todo.append((leaf, key))
     missing = [(leaf, key) for leaf, key in todo if not (cache / f"{key}.jsonl").exists()]
     if missing:
+        from ..budgets import plan_generation
+        plan_generation(missing, taxonomy_root, config)  # every budget, before any teacher call
         run = runner or (lambda items, fn: (fn(item) for item in items))
         done = 0
         for leaf, key, result in run(missing, lambda item: (*item, generate_leaf(item[0], taxonomy_root, teacher, config))):
@@ -245,4 +247,10 @@ def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: Gener
                                   "samples": n, "malformed": meta["malformed"], "seconds": meta["seconds"]})
     write_jsonl(out_dir / "leaves.jsonl", infos)
     (out_dir / "generate_summary.json").write_text(json.dumps(summary, indent=2))
+    from ..cachecap import cap, prune, touch
+    for _, key in todo:  # used now; the cache is capped least recently used first
+        touch(cache / f"{key}.jsonl")
+    prune(cache, cap("sdg"), keep={cache / f"{key}{ext}" for _, key in todo
+                                   for ext in (".jsonl", ".leaf.json", ".meta.json")},
+          group=lambda name: name.split(".")[0], only=lambda p: p.is_file())
     return summary

@@ -64,7 +64,33 @@ def cloze(sentence: str) -> tuple[str, str] | None:
 
 _YEAR = re.compile(r"\b(in|since|until|by|from|of) (1[0-9]{3}|20[0-9]{2})\b")
 _COUNT = re.compile(r"\b(?:about |around |nearly |over )?(\d[\d,.]*) ([a-z]+)\b")
+_RUN = re.compile(r"[\d,.]+")
+_PREFIXES = ("about ", "around ", "nearly ", "over ")
 _LED_BY = re.compile(r"\b(by|led by|named after|called|known as) ((?:the )?[A-Z][\w'-]*(?:\s+(?:(?:of|the)\s+)*[A-Z][\w'-]*)*)")
+
+
+def search_count(s: str) -> re.Match | None:
+    """``_COUNT.search(s)`` in linear time. Searched plainly, the regex restarts at every digit of
+    "1.1.1.1..." and rescans the rest of the run (quadratic); a match depends only on what follows
+    its run of digits, commas and dots, so trying the first possible start of each run is enough."""
+    for run in _RUN.finditer(s):
+        q = next((i for i in range(run.start(), run.end())
+                  if s[i].isdecimal() and (i == 0 or not _is_word(s[i - 1]))), None)
+        if q is None:
+            continue
+        for prefix in _PREFIXES:
+            if q >= len(prefix) and s.startswith(prefix, q - len(prefix)):
+                m = _COUNT.match(s, q - len(prefix))
+                if m:
+                    return m
+        m = _COUNT.match(s, q)
+        if m:
+            return m
+    return None
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
 
 
 def wh_question(sentence: str) -> tuple[str, str] | None:
@@ -74,8 +100,8 @@ def wh_question(sentence: str) -> tuple[str, str] | None:
     s = sentence.strip().rstrip(".!")
     for rx, make in ((_YEAR, lambda m: f"{m.group(1)} what year"),
                      (_LED_BY, lambda m: f"{m.group(1)} whom" if m.group(1).endswith("by") else f"{m.group(1)} what"),
-                     (_COUNT, lambda m: f"how many {m.group(2)}")):
-        m = rx.search(s)
+                     (search_count, lambda m: f"how many {m.group(2)}")):
+        m = rx(s) if callable(rx) else rx.search(s)
         if m and m.start() > 0:
             q = s[:m.start()] + make(m) + s[m.end():]
             return q[:1].upper() + q[1:] + "?", sentence.strip()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-_TAG = re.compile(r"^\s*\[?\s*(context|question|answer|end)\s*\]?\s*:?\s*(.*)$", re.I)
+# "\s*\[?\s*" would try every split of a line of spaces between its two \s* (quadratic).
+_TAG = re.compile(r"^\s*(?:\[\s*)?(context|question|answer|end)\s*\]?\s*:?\s*(.*)$", re.I)
 
 
 def parse_pairs(text: str) -> tuple[list[dict], int]:

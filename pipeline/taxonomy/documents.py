@@ -3,19 +3,20 @@ matching readable Markdown. Needs git access to the document repository, so it i
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
-import re
 from pathlib import Path
 from typing import Iterator
 
 from . import diagnostics as d
 from .diff import GitError, git
+from .globs import compile_glob
 from .rules import pattern_problem
 from .sources import (FetchLimit, Source, SourceError, commit_problem, fetch_bounded, is_full_sha,
                       is_short_sha, resolve_ref, resolve_source)
 from .validate import LeafResult
+
+MAX_NAME_CHARS = 4096  # PATH_MAX: no real document's path is longer
 
 # A fixed identity and date make the helper's commit SHA a pure function of the documents.
 _DETERMINISTIC_ENV = {
@@ -50,6 +51,7 @@ def materialize(folder: Path, dest: Path | None = None) -> Path:
         digest.update(str(p.relative_to(folder)).encode() + b"\0" + data + b"\0")
     dest = dest or cache_dir() / "docrepos" / f"{folder.name}-{digest.hexdigest()[:16]}.git"
     if (dest / "HEAD").is_file() and git(dest, "rev-parse", "--verify", "-q", "main", check=False):
+        _used(dest, "docrepos")
         return dest
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
     if tmp.exists():
@@ -60,6 +62,10 @@ def materialize(folder: Path, dest: Path | None = None) -> Path:
     os.environ.update(_DETERMINISTIC_ENV)
     try:
         git(tmp, "init", "-q", "--bare", "-b", "main")
+        # the folder's .gitattributes must not run a filter driver (git-lfs, or one a node's git
+        # config defines) as `git add` reads the pull request's files
+        (tmp / "info").mkdir(exist_ok=True)
+        (tmp / "info" / "attributes").write_text("* -filter -ident -working-tree-encoding\n")
         side = ("-c", "core.autocrlf=false", "-c", "core.filemode=false", "--git-dir", str(tmp),
                 "--work-tree", str(folder))
         git(folder, *side, "add", "-A", "-f", "--", ".")
@@ -76,7 +82,16 @@ def materialize(folder: Path, dest: Path | None = None) -> Path:
     except OSError:  # another process made it first
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)
+    _used(dest, "docrepos")
     return dest
+
+
+def _used(entry: Path, kind: str) -> None:
+    """Mark a cache entry used and cap its folder, least recently used first (``cachecap``)."""
+    from ..cachecap import cap, prune, touch
+    touch(entry)
+    if entry.parent.name == kind:  # Sprout's own cache folders only, never a caller's dest
+        prune(entry.parent, cap(kind), keep={entry})
 
 
 def fetch_commit(source: Source, commit: str) -> tuple[Path, str]:
@@ -86,6 +101,11 @@ def fetch_commit(source: Source, commit: str) -> tuple[Path, str]:
     problem = commit_problem(commit)
     if problem:
         raise SourceError(problem)
+    if source.history:  # the taxonomy repository's own objects (a checkout Sprout made or was given)
+        full = _full_sha(source.folder, commit)
+        if full is None:
+            raise SourceError(f"commit {commit} is not in the taxonomy repository's history")
+        return source.folder, full
     if source.folder is not None:
         mirror = source.folder if _is_bare(source.folder) else materialize(source.folder)
         full = _full_sha(mirror, commit)
@@ -102,6 +122,7 @@ def fetch_commit(source: Source, commit: str) -> tuple[Path, str]:
     target = commit if is_full_sha(commit) else None if hexa else resolve_ref(url, commit, scheme)
     if not hexa and target is None:
         raise SourceError(f"{commit!r} is not a commit, branch or tag of {url}")
+    _used(mirror, "mirrors")
     full = _full_sha(mirror, target or commit)
     if full:
         return mirror, full
@@ -118,6 +139,7 @@ def fetch_commit(source: Source, commit: str) -> tuple[Path, str]:
     full = _full_sha(mirror, target or commit)
     if full is None:
         raise SourceError(f"commit {commit} is not in {url}")
+    _used(mirror, "mirrors")  # once more: the fetch may have grown it past the cap
     return mirror, full
 
 
@@ -153,41 +175,14 @@ def list_blobs(mirror: Path, sha: str) -> list[str]:
 
 
 def match_patterns(names: list[str], patterns: list[str]) -> dict[str, list[str]]:
-    """Glob semantics of InstructLab: '*' stays within a folder, '**' crosses folders."""
+    """Glob semantics of InstructLab: '*' stays within a folder, '**' crosses folders. Matched by
+    ``globs`` in linear time (a backtracking regex took 24 s on one name); a name longer than
+    ``MAX_NAME_CHARS`` is never a document."""
     out = {}
     for pat in patterns:
-        rx = _glob_regex(pat.lstrip("/"))  # '/docs/*.md' means the repository root
-        out[pat] = [n for n in names if rx.match(n)]
+        g = compile_glob(pat.lstrip("/"))  # '/docs/*.md' means the repository root
+        out[pat] = [n for n in names if len(n) <= MAX_NAME_CHARS and g.match(n)]
     return out
-
-
-def _glob_regex(pattern: str) -> re.Pattern:
-    parts, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            parts.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            parts.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            parts.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            parts.append("[^/]")
-            i += 1
-        elif pattern[i] == "[":
-            j = pattern.find("]", i + 1)
-            if j < 0:
-                parts.append(re.escape("["))
-                i += 1
-            else:
-                parts.append(fnmatch.translate(pattern[i:j + 1])[4:-3])
-                i = j + 1
-        else:
-            parts.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("^" + "".join(parts) + "$")
 
 
 def check_documents(result: LeafResult, taxonomy_root: Path) -> Iterator[d.Diagnostic]:
@@ -214,6 +209,13 @@ def check_documents(result: LeafResult, taxonomy_root: Path) -> Iterator[d.Diagn
         yield fail(f"cannot read documents from {repo} at {commit}: {e}",
                    "Check that the repository is reachable and that the commit was pushed.")
         return
+    from ..budgets import Budgets
+    budgets = Budgets.from_env()
+    limit, seen = budgets.document_file_bytes, set()
+    if len(patterns) > budgets.patterns:
+        yield fail(f"the leaf has {len(patterns)} document patterns, over the budget of {budgets.patterns}",
+                   "Merge patterns with '**', or ask the Sprout operator to raise SPROUT_MAX_PATTERNS.")
+        return
     for pat, hits in match_patterns(names, patterns).items():
         md = [h for h in hits if h.lower().endswith(".md")]
         if not md:
@@ -222,6 +224,14 @@ def check_documents(result: LeafResult, taxonomy_root: Path) -> Iterator[d.Diagn
                        "Sprout reads Markdown (.md) documents; check the pattern's folders.")
             continue
         for name in md:
+            if name in seen:  # read once, however many patterns match it
+                continue
+            seen.add(name)
+            size = git(mirror, "cat-file", "-s", f"{sha}:{name}", check=False).decode().strip()
+            if not size.isdigit() or int(size) > limit:  # checked before the blob is read
+                yield fail(f"document {name} is {size} bytes, over the budget of {limit:,} per file",
+                           "Split it, or ask the Sprout operator to raise SPROUT_MAX_DOCUMENT_FILE_BYTES.")
+                continue
             blob = git(mirror, "cat-file", "blob", f"{sha}:{name}", check=False)
             try:
                 blob.decode("utf-8")

@@ -219,12 +219,23 @@ def _document(loaded: Loaded, file: str, strict: bool, warn) -> Iterator[d.Diagn
                              "such as 'docs/*.md'.", f".document.patterns[{i}]")
 
 
+MAX_PATTERN_CHARS = 256
+"""Longer document patterns are refused: matching costs len(name) * len(pattern) / 64 steps."""
+MAX_PATTERN_CLASSES = 16
+"""'[...]' classes per pattern: each costs a test per distinct character of a name."""
+
+
 def pattern_problem(pattern: Any) -> str | None:
     if not isinstance(pattern, str) or not pattern.strip():
         return None  # the schema reports these
     # A leading '/' means the repository root (real leaves write it; a warning above).
     if pattern.startswith(("\\", "~")) or re.match(r"^[A-Za-z]:", pattern):
         return f"pattern {pattern!r} is absolute; it must be relative to the repository root"
+    if len(pattern) > MAX_PATTERN_CHARS:
+        return (f"pattern {pattern[:40]!r}... is {len(pattern)} characters long; a pattern has at "
+                f"most {MAX_PATTERN_CHARS}")
+    if pattern.count("[") > MAX_PATTERN_CLASSES:
+        return f"pattern {pattern[:40]!r}... holds more than {MAX_PATTERN_CLASSES} '[' classes"
     rest = pattern.lstrip("/")
     if "\\" in rest:
         return f"pattern {pattern!r} uses backslashes; use '/' between folders"

@@ -85,6 +85,8 @@ class Source:
 
     url: str | None = None
     folder: Path | None = None
+    history: bool = False
+    """``folder`` is the taxonomy's own git repository: commits are read from its objects."""
 
     @property
     def scheme(self) -> str:
@@ -117,7 +119,7 @@ def resolve_source(repo: str, taxonomy_root: Path, env: dict | None = None) -> S
             raise SourceError(f"document.repo {repo!r} is not on an allowed host ({hosts}); "
                               f"a Sprout operator can add hosts with {HOSTS_ENV}")
         return Source(url=repo)
-    if re.match(r"^[^/\\]+@[^:]+:", repo) or re.match(r"^[A-Za-z]:[\\/]", repo):
+    if _scp_like(repo) or re.match(r"^[A-Za-z]:[\\/]", repo):
         raise SourceError(f"document.repo {repo!r}: only https:// URLs or folders inside the "
                           "taxonomy are allowed")
     if repo.startswith(("/", "\\", "~")):
@@ -126,12 +128,48 @@ def resolve_source(repo: str, taxonomy_root: Path, env: dict | None = None) -> S
     if ".." in re.split(r"[\\/]", repo):
         raise SourceError(f"document.repo {repo!r} climbs out of the taxonomy with '..'")
     root = Path(taxonomy_root).resolve()
-    folder = (root / repo).resolve()  # follows symlinks: a link out of the checkout is caught here
-    if not folder.is_relative_to(root):
-        raise SourceError(f"document.repo {repo!r} leads outside the taxonomy checkout")
-    if not folder.is_dir():
-        raise SourceError(f"document.repo {repo!r} is not a folder of the taxonomy")
+    try:
+        folder = (root / repo).resolve()  # follows symlinks: a link out of the checkout is caught here
+        if not folder.is_relative_to(root):
+            raise SourceError(f"document.repo {repo[:80]!r} leads outside the taxonomy checkout")
+        if not folder.is_dir():
+            raise SourceError(f"document.repo {repo[:80]!r} is not a folder of the taxonomy")
+    except OSError as e:  # a name too long, a loop of links: a finding, never a crash
+        raise SourceError(f"document.repo {repo[:80]!r} cannot be read: {e.strerror}") from None
+    own = own_repository(root)
+    if own is not None and (folder == own or (repo.rstrip("/") == "." and folder == root)):
+        return Source(folder=own, history=True)
     return Source(folder=folder)
+
+
+def own_repository(taxonomy_root: Path) -> Path | None:
+    """The top of the git checkout holding the taxonomy, or None. Only a real ``.git`` folder
+    counts (git never checks out a path named .git, so a pull request cannot plant one; a ``.git``
+    file pointing elsewhere is ignored)."""
+    root = Path(taxonomy_root).resolve()
+    for candidate in (root, *root.parents):
+        dot_git = candidate / ".git"
+        if dot_git.is_symlink() or dot_git.is_file():
+            return None
+        if dot_git.is_dir():
+            return candidate
+    return None
+
+
+def _scp_like(repo: str) -> bool:
+    """``re.match(r"^[^/\\\\]+@[^:]+:", repo)`` (git's user@host:path form) in linear time: that
+    regex retries every '@' and rescans to the end for a ':' ("a@a@a@...": quadratic)."""
+    stop = min((i for i in (repo.find("/"), repo.find("\\")) if i >= 0), default=len(repo))
+    colon, at = -1, repo.find("@", 1)
+    while 0 < at < stop:
+        if colon < at + 1:
+            colon = repo.find(":", at + 1)
+            if colon < 0:
+                return False
+        if colon > at + 1:
+            return True
+        at = repo.find("@", at + 1)
+    return False
 
 
 def git_env(protocols: str = "https") -> dict:

@@ -89,8 +89,11 @@ def tokenize_conversation(tokenizer, messages: list[dict]) -> Sample:
     rendering; the whole is tokenised once and tokens overlapping an assistant span are labels.
     A template that breaks this (one that moves the system prompt into the last user turn, say)
     raises TemplateError naming it: a silent fallback would train on the wrong tokens."""
+    from .specials import SpecialTextError, encode_rendered, holds_special_text
     template = tokenizer.chat_template or ""
-    if "{% generation %}" in template or "{%- generation %}" in template:
+    # message text holding "<|im_start|>" etc. takes the text path below: it is encoded as text
+    if ("{% generation %}" in template or "{%- generation %}" in template) \
+            and not holds_special_text(tokenizer, messages):
         enc = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
                                             return_assistant_tokens_mask=True)
         ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
@@ -111,11 +114,13 @@ def tokenize_conversation(tokenizer, messages: list[dict]) -> Sample:
     if not getattr(tokenizer, "is_fast", False):
         raise TemplateError(f"{_template_name(tokenizer)}: a slow tokenizer gives no character offsets; "
                             "use a fast tokenizer (tokenizer.json)")
-    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    ids = list(enc["input_ids"])
+    try:
+        ids, offsets = encode_rendered(tokenizer, full, messages)
+    except SpecialTextError as e:
+        raise TemplateError(f"chat template of {_template_name(tokenizer)}: {e}") from None
     labels = [IGNORE] * len(ids)
     k = 0
-    for j, (a, b) in enumerate(enc["offset_mapping"]):
+    for j, (a, b) in enumerate(offsets):
         while k < len(spans) and spans[k][1] <= a:
             k += 1
         if k < len(spans) and a < spans[k][1] and b > spans[k][0]:

@@ -192,5 +192,7 @@ def taxonomy_texts(taxonomy_root: Path) -> list[str]:
                 texts += [qa.get("question", ""), qa.get("answer", "")]
     docs = Path(taxonomy_root) / "documents"
     if docs.is_dir():
-        texts += [p.read_text("utf-8", "replace") for p in sorted(docs.rglob("*.md"))]
+        # regular files only, never through a link (a PR's link to /dev/zero would never end)
+        texts += [p.read_text("utf-8", "replace") for p in sorted(docs.rglob("*.md"))
+                  if not p.is_symlink() and p.is_file() and p.stat().st_size <= 5_000_000]
     return [t for t in texts if t]
