@@ -30,8 +30,9 @@ class TrainConfig:
     max_len: int = 1024
     """Longest sample in tokens; longer ones are dropped (counted) or truncated, see ``overlong``."""
     overlong: str = "drop"
-    tokens_per_micro_batch: int = 4096
-    """Packing budget of one micro-batch per worker."""
+    tokens_per_micro_batch: int | None = None
+    """Packing budget of one micro-batch per worker; None: from the model's size and the GPU's
+    memory (recipe.token_budget; 1,024 on a CPU)."""
     zero_stage: int = 2
     offload: bool = False
     """ZeRO CPU offload of optimizer state (compiles DeepSpeed's cpu_adam on first use)."""
@@ -41,10 +42,11 @@ class TrainConfig:
     gradients accumulate in fp32, and exports and phase hand-offs are the fp32 masters. ZeRO
     stage 0 has no fp32 master under bf16 in DeepSpeed, so bf16 runs it as stage 1 (one rank:
     the same thing; several: the optimizer state is partitioned)."""
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = None
     """Recompute each layer's activations in the backward pass instead of keeping them (~1/3 more
     compute, activations of one layer instead of all): what lets a 7B model hold 8k tokens per
-    GPU. The GPU recipe turns it on by model size (recipe.micro_batch)."""
+    GPU. None: on when the model's size leaves the GPU too little room without it
+    (recipe.token_budget); never on a CPU unless asked."""
     log_every: int = 10
     """Optimizer steps between the loop's waits on the device for the loss (one sync each); every
     step still gets its metrics row, written then, and at every checkpoint and phase end."""
@@ -158,6 +160,27 @@ def _attention(config: TrainConfig) -> str:
     return NAME
 
 
+def _budget(config: TrainConfig, start_from: Path, world: int, stage: int):
+    """The recipe's micro-batch tokens and gradient checkpointing for this model on this GPU,
+    where the config leaves them open."""
+    import torch
+    from transformers import AutoConfig
+
+    from .recipe import TokenBudget, token_budget
+    if config.tokens_per_micro_batch is not None and config.gradient_checkpointing is not None:
+        return TokenBudget(config.tokens_per_micro_batch, config.gradient_checkpointing, "set")
+    gpu_bytes = None
+    if torch.cuda.is_available():
+        gpu_bytes = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    b = token_budget(AutoConfig.from_pretrained(start_from), gpu_bytes, world, stage, config.max_len,
+                     config.offload, config.gradient_checkpointing)
+    if config.tokens_per_micro_batch is not None:
+        return TokenBudget(config.tokens_per_micro_batch, b.gradient_checkpointing,
+                           f"{config.tokens_per_micro_batch:,} tokens per micro-batch (set)"
+                           f"{', gradient checkpointing' if b.gradient_checkpointing else ''}")
+    return b
+
+
 def _schedule(total: int, warmup: int, min_ratio: float):
     def f(step: int) -> float:
         if step < warmup:
@@ -250,9 +273,17 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
         raise DatasetError(f"{phase.data}: no usable samples ({report.dropped_too_long} over "
                            f"{config.max_len} tokens, {report.dropped_no_assistant} without an assistant turn)")
     lengths = [len(s) for s in samples]
+    precision = _precision(config)
+    # bf16 without ZeRO has no fp32 master in DeepSpeed (the optimizer would update bf16 weights):
+    # stage 1 is the stage-0 of bf16 (BF16_Optimizer: fp32 masters, fp32 gradient accumulation)
+    stage = 1 if precision == "bf16" and config.zero_stage == 0 else config.zero_stage
+    budget = _budget(config, start_from, world, stage)
+    if rank == 0 and budget.why != "CPU":
+        print(f"[{phase.name}] {budget.why}", flush=True)
+    micro_tokens = budget.tokens
     # loss-token count per sample after the next-token shift (what loss_sum counts)
     targets = [sum(1 for x in s.labels[1:] if x != IGNORE) for s in samples]
-    steps_per_epoch = len(plan_epoch(lengths, config.tokens_per_micro_batch, world, 0, config.seed)[0])
+    steps_per_epoch = len(plan_epoch(lengths, micro_tokens, world, 0, config.seed)[0])
     per_micro = len(samples) / max(1, steps_per_epoch * world)
     accum = max(1, round(phase.effective_batch / max(1e-9, per_micro * world)))
     opt_steps_per_epoch = math.ceil(steps_per_epoch / accum)
@@ -260,10 +291,6 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
     if config.max_steps:
         total = min(total, config.max_steps)
     warmup = max(1, int(total * phase.warmup_ratio))
-    precision = _precision(config)
-    # bf16 without ZeRO has no fp32 master in DeepSpeed (the optimizer would update bf16 weights):
-    # stage 1 is the stage-0 of bf16 (BF16_Optimizer: fp32 masters, fp32 gradient accumulation)
-    stage = 1 if precision == "bf16" and config.zero_stage == 0 else config.zero_stage
     zero = {"stage": stage}
     if config.offload:
         zero["offload_optimizer"] = {"device": "cpu"}
@@ -288,7 +315,7 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
         hf_zero3 = HfDeepSpeedConfig(ds_config)
     model = AutoModelForCausalLM.from_pretrained(start_from, dtype=torch.float32, attn_implementation=attention)
     trainable = freeze_below(model, config.train_layers)
-    if config.gradient_checkpointing:
+    if budget.gradient_checkpointing:
         model.config.use_cache = False
         # non-reentrant: works with frozen layers (inputs without grad) and ZeRO-3's gathers
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -352,7 +379,7 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
     for epoch in range(start_epoch, phase.epochs):
         if finished:
             break
-        plans = plan_epoch(lengths, config.tokens_per_micro_batch, world, epoch, config.seed)
+        plans = plan_epoch(lengths, micro_tokens, world, epoch, config.seed)
         plan = plans[rank]
         first = start_micro if epoch == start_epoch else 0
         for micro in range(first, len(plan)):
@@ -426,8 +453,9 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
                 "truncated": report.truncated, "started_from": str(start_from), "precision": precision,
                 "zero_stage": config.zero_stage, "zero_stage_run": stage, "train_layers": config.train_layers,
                 "attention": attention, "packed_attention": "explicit mask" if explicit_mask else "position ids",
-                "trainable_parameters": trainable, "gradient_checkpointing": config.gradient_checkpointing,
-                "grad_accum_dtype": "fp32", "tokens_per_micro_batch": config.tokens_per_micro_batch}
+                "trainable_parameters": trainable, "gradient_checkpointing": budget.gradient_checkpointing,
+                "grad_accum_dtype": "fp32" if precision == "bf16" else "fp32 (fp32 training)",
+                "tokens_per_micro_batch": micro_tokens}
         (out / phase.name / "sprout_phase.json").write_text(json.dumps(info, indent=2))
     # free the engine now: its parameters, gradients and fp32 masters would otherwise stay on the
     # GPU (reachable from DeepSpeed's hooks and registries) while the next phase loads
