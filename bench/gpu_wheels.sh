@@ -46,6 +46,16 @@ want = re.search(r"Requires-Dist: pydantic-core==([\w.]+)", meta).group(1)
 got = core.name.split("-")[1]
 assert want == got, f"pydantic wants pydantic-core {want}, downloaded {got}"
 print(f"pydantic {pyd.name.split('-')[1]} + pydantic-core {got}: a matching pair")
+# every run-time requirement of DeepSpeed is either here or on the GPU host already
+host = {"numpy", "packaging", "psutil", "torch", "tqdm"}
+ds = next(dest.glob("deepspeed-*.whl"))
+meta = zipfile.ZipFile(ds).read(next(n for n in zipfile.ZipFile(ds).namelist() if n.endswith("METADATA"))).decode()
+needs = {re.split(r"[<>=!;\s\[]", line.split(":", 1)[1].strip())[0].lower().replace("_", "-")
+         for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line}
+have = {w.name.split("-")[0].lower().replace("_", "-") for w in dest.glob("*.whl")}
+missing = needs - have - host
+assert not missing, f"DeepSpeed needs {sorted(missing)}: neither built here nor on the GPU host"
+print(f"DeepSpeed's requirements: {sorted(needs & have)} here, {sorted(needs & host)} on the host")
 PY
 # the real SmolLM2 tokenizer (49,152 tokens): the files only, not the 93 MB weights
 PYTHONPATH="$PWD" "$PY" - "$DEST/smollm2-tokenizer" <<'PY'
