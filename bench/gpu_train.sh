@@ -42,9 +42,15 @@ for w in sorted(wheels.glob("*.whl")):
                 p = site / info.filename
                 p.chmod(p.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     print(f"unpacked {w.name}", file=sys.stderr)
+# a wheel's scripts (ninja's binary) go where pip would put them: bin/, executable
+(site / "bin").mkdir(exist_ok=True)
+for script in site.glob("*.data/scripts/*"):
+    target = site / "bin" / script.name
+    target.write_bytes(script.read_bytes())
+    target.chmod(0o755)
 PY
     export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-    export PATH="$SITE/ninja/data/bin:$PATH"
+    export PATH="$SITE/bin:$PATH"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 exec "$PY" bench/gpu_check.py "$@"

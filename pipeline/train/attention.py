@@ -95,7 +95,8 @@ def varlen_call(kernel, params, q, k, v, cu, max_len: int, scale: float | None):
         else:  # grouped-query heads: one copy of each kv head per query head it serves
             rep = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-    return kernel(q, k, v, cu, cu, max_len, max_len, **kw)
+    out = kernel(q, k, v, cu, cu, max_len, max_len, **kw)
+    return out[0] if isinstance(out, tuple) else out  # (output, aux) in versions that always return both
 
 
 def varlen_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
