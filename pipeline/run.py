@@ -52,6 +52,8 @@ class RunConfig:
     """Train only the top N layers (0: every weight); None: the recipe's choice."""
     lr: float | None = None
     """Override the recipe's learning rate (both phases)."""
+    gradient_checkpointing: bool | None = None
+    """None: on when the model's size leaves the GPU too little room without it (train/recipe.py)."""
     start_from: str = "base"
     """'base': the original base model with all data (and replay); 'last': the last accepted model."""
     workers: int = 1
@@ -391,9 +393,9 @@ class Run:
         recipe_text = chosen.describe(layers_total)
         self.log(f"[train] {student['name']}{'' if student['pretrained'] else ' (random init: a smoke run)'}: recipe {recipe_text}")
         tc = TrainConfig(student=str(base), out=str(self.out / "model"), phases=chosen.phases, data_dir=str(data),
-                         max_len=1024, tokens_per_micro_batch=1024, max_steps=c.max_steps,
+                         max_len=1024, max_steps=c.max_steps, gradient_checkpointing=c.gradient_checkpointing,
                          seed=c.seed, checkpoint_every=25, train_layers=chosen.train_layers,
-                         precision="bf16" if c.gpu else "auto")
+                         precision="auto")  # bf16 where the GPU has it natively (loop._precision)
         if c.workers > 1:
             from .train.ray_train import train_on_ray
             final = train_on_ray(tc, workers=c.workers, use_gpu=c.gpu)

@@ -17,7 +17,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        judge=args.judge, judge_model=args.judge_model, recipe=args.recipe,
                        train_layers=args.train_layers, lr=args.lr, probe_questions=args.probe_questions,
                        start_from=args.start_from, workers=args.workers, gpu=args.gpu, epochs=args.epochs,
-                       max_steps=args.max_steps, embeddings=not args.no_embeddings)
+                       max_steps=args.max_steps, embeddings=not args.no_embeddings,
+                       gradient_checkpointing=args.gradient_checkpointing)
     done = _pipeline("run", run, config, until=args.until)
     if done is None:
         return 1

@@ -20,6 +20,9 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-layers", type=int, metavar="N",
                    help="train only the top N transformer layers (0: full fine-tuning); default: the recipe's")
     p.add_argument("--lr", type=float, help="override the recipe's learning rate (both phases)")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute activations in the backward pass (less memory, ~1/3 more compute); "
+                        "default: on when the model's size leaves the GPU too little room without it")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -58,7 +61,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          max_len=args.max_len, tokens_per_micro_batch=args.tokens_per_micro_batch,
                          zero_stage=args.zero, offload=args.offload, precision=args.precision,
                          checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, seed=args.seed,
-                         train_layers=chosen.train_layers, attention=args.attention)
+                         train_layers=chosen.train_layers, attention=args.attention,
+                         gradient_checkpointing=args.gradient_checkpointing)
     print("recipe " + chosen.describe(), file=sys.stderr)
     for p in phases:
         print(f"phase {p.name}: {p.epochs} epochs, lr {p.lr:g}, effective batch {p.effective_batch}, "
@@ -101,7 +105,7 @@ def register(sub) -> None:
     t.add_argument("--zero", type=int, choices=[0, 1, 2, 3], default=2, help="ZeRO stage (default: 2)")
     t.add_argument("--offload", action="store_true", help="ZeRO CPU offload of optimizer state")
     t.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="auto (default): bf16 on a GPU that has it, else fp32")
+                   help="auto (default): bf16 on a GPU that has it natively (compute capability 8+), else fp32")
     t.add_argument("--attention", default="auto",
                    help="attention kernel for packed rows: auto (default: flash_attention_2 on a GPU with "
                         "flash-attn installed, else sprout_varlen, one causal call per packed sample), or a "
@@ -109,7 +113,9 @@ def register(sub) -> None:
     t.add_argument("--epochs", type=int, help="override both phases' epochs")
     t.add_argument("--phases", nargs="+", choices=["knowledge", "skills"], help="run only these phases")
     t.add_argument("--max-len", type=int, default=1024, help="longest sample in tokens; longer ones are dropped")
-    t.add_argument("--tokens-per-micro-batch", type=int, default=4096)
+    t.add_argument("--tokens-per-micro-batch", type=int,
+                   help="packing budget per worker; default: from the model's size and the GPU's memory "
+                        "(1024 on a CPU)")
     t.add_argument("--checkpoint-every", type=int, default=50, help="optimizer steps between checkpoints")
     t.add_argument("--max-steps", type=int, help="stop each phase after N optimizer steps (smoke runs)")
     t.add_argument("--seed", type=int, default=42)

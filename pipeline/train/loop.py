@@ -4,6 +4,7 @@ Ray Train worker (see ray_train.py)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -29,13 +30,26 @@ class TrainConfig:
     max_len: int = 1024
     """Longest sample in tokens; longer ones are dropped (counted) or truncated, see ``overlong``."""
     overlong: str = "drop"
-    tokens_per_micro_batch: int = 4096
-    """Packing budget of one micro-batch per worker."""
+    tokens_per_micro_batch: int | None = None
+    """Packing budget of one micro-batch per worker; None: from the model's size and the GPU's
+    memory (recipe.token_budget; 1,024 on a CPU)."""
     zero_stage: int = 2
     offload: bool = False
     """ZeRO CPU offload of optimizer state (compiles DeepSpeed's cpu_adam on first use)."""
     precision: str = "auto"
-    """'bf16', 'fp32' or 'auto' (bf16 on a GPU that supports it, fp32 on CPU)."""
+    """'bf16', 'fp32' or 'auto' (bf16 on a GPU that has it natively, compute capability 8+: not
+    emulated on a V100/T4; fp32 elsewhere). Under bf16 the optimizer keeps fp32 master weights,
+    gradients accumulate in fp32, and exports and phase hand-offs are the fp32 masters. ZeRO
+    stage 0 has no fp32 master under bf16 in DeepSpeed, so bf16 runs it as stage 1 (one rank:
+    the same thing; several: the optimizer state is partitioned)."""
+    gradient_checkpointing: bool | None = None
+    """Recompute each layer's activations in the backward pass instead of keeping them (~1/3 more
+    compute, activations of one layer instead of all): what lets a 7B model hold 8k tokens per
+    GPU. None: on when the model's size leaves the GPU too little room without it
+    (recipe.token_budget); never on a CPU unless asked."""
+    log_every: int = 10
+    """Optimizer steps between the loop's waits on the device for the loss (one sync each); every
+    step still gets its metrics row, written then, and at every checkpoint and phase end."""
     weight_decay: float = 0.0
     grad_clip: float = GRAD_CLIP
     """Clip the gradient's global norm to this (LAB's 1.0); 0: no clipping."""
@@ -93,6 +107,8 @@ def _dist_setup():
     import torch.distributed as dist
     _announce_op_build()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():  # before any collective: NCCL uses the current device
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     if not dist.is_initialized():
         if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # torchrun, deepspeed, Ray Train
             deepspeed.init_distributed(dist_backend=backend)
@@ -113,7 +129,20 @@ def _precision(config: TrainConfig) -> str:
     import torch
     if config.precision != "auto":
         return config.precision
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if native_bf16() else "fp32"
+
+
+def native_bf16() -> bool:
+    """bf16 in hardware (Ampere and later). torch's is_bf16_supported() also counts emulation,
+    which would pick bf16 on a V100 or T4 and run it slowly."""
+    import inspect
+
+    import torch
+    if not torch.cuda.is_available():
+        return False
+    if "including_emulation" in inspect.signature(torch.cuda.is_bf16_supported).parameters:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.cuda.get_device_capability()[0] >= 8
 
 
 def _attention(config: TrainConfig) -> str:
@@ -129,6 +158,27 @@ def _attention(config: TrainConfig) -> str:
         except ImportError:
             pass
     return NAME
+
+
+def _budget(config: TrainConfig, start_from: Path, world: int, stage: int):
+    """The recipe's micro-batch tokens and gradient checkpointing for this model on this GPU,
+    where the config leaves them open."""
+    import torch
+    from transformers import AutoConfig
+
+    from .recipe import TokenBudget, token_budget
+    if config.tokens_per_micro_batch is not None and config.gradient_checkpointing is not None:
+        return TokenBudget(config.tokens_per_micro_batch, config.gradient_checkpointing, "set")
+    gpu_bytes = None
+    if torch.cuda.is_available():
+        gpu_bytes = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    b = token_budget(AutoConfig.from_pretrained(start_from), gpu_bytes, world, stage, config.max_len,
+                     config.offload, config.gradient_checkpointing)
+    if config.tokens_per_micro_batch is not None:
+        return TokenBudget(config.tokens_per_micro_batch, b.gradient_checkpointing,
+                           f"{config.tokens_per_micro_batch:,} tokens per micro-batch (set)"
+                           f"{', gradient checkpointing' if b.gradient_checkpointing else ''}")
+    return b
 
 
 def _schedule(total: int, warmup: int, min_ratio: float):
@@ -183,11 +233,19 @@ def train(config: TrainConfig, progress: bool = True, on_checkpoint=None) -> Pat
             continue
         start_from, steps = _train_phase(config, phase, start_from, rank, world, metrics, total_steps_done, progress,
                                          on_checkpoint)
+        _collect()  # the phase's engine is gone (released at its end): give its memory back now
         total_steps_done += steps
         dist.barrier()
         if on_checkpoint:
             on_checkpoint(f"{phase.name}-step{steps}")
     return start_from if rank == 0 else None
+
+
+def _collect() -> None:
+    import torch
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int, world: int,
@@ -197,24 +255,35 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
     import torch.distributed as dist
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .data import IGNORE, read_messages, tokenize_dataset
-    from .packing import collate, loss_sum, packing_aware, plan_epoch
+    from .data import IGNORE
+    from .masters import load_masters, release
+    from .packing import collate_micro, micro_loss, packing_aware, plan_epoch
+    from .shared_data import phase_samples
 
     out = Path(config.out)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(start_from)
     attention = _attention(config)
-    samples, report = tokenize_dataset(tokenizer, read_messages(Path(config.data_dir) / phase.data),
-                                       config.max_len, config.overlong)
+    # rank 0 tokenises (once per run: cached in the run folder), every other rank receives it
+    samples, report = phase_samples(tokenizer, start_from, Path(config.data_dir) / phase.data, config.max_len,
+                                    config.overlong, out / "tokens", rank, world)
     if not samples:
         from .data import DatasetError
         raise DatasetError(f"{phase.data}: no usable samples ({report.dropped_too_long} over "
                            f"{config.max_len} tokens, {report.dropped_no_assistant} without an assistant turn)")
     lengths = [len(s) for s in samples]
+    precision = _precision(config)
+    # bf16 without ZeRO has no fp32 master in DeepSpeed (the optimizer would update bf16 weights):
+    # stage 1 is the stage-0 of bf16 (BF16_Optimizer: fp32 masters, fp32 gradient accumulation)
+    stage = 1 if precision == "bf16" and config.zero_stage == 0 else config.zero_stage
+    budget = _budget(config, start_from, world, stage)
+    if rank == 0 and budget.why != "CPU":
+        print(f"[{phase.name}] {budget.why}", flush=True)
+    micro_tokens = budget.tokens
     # loss-token count per sample after the next-token shift (what loss_sum counts)
     targets = [sum(1 for x in s.labels[1:] if x != IGNORE) for s in samples]
-    steps_per_epoch = len(plan_epoch(lengths, config.tokens_per_micro_batch, world, 0, config.seed)[0])
+    steps_per_epoch = len(plan_epoch(lengths, micro_tokens, world, 0, config.seed)[0])
     per_micro = len(samples) / max(1, steps_per_epoch * world)
     accum = max(1, round(phase.effective_batch / max(1e-9, per_micro * world)))
     opt_steps_per_epoch = math.ceil(steps_per_epoch / accum)
@@ -222,14 +291,15 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
     if config.max_steps:
         total = min(total, config.max_steps)
     warmup = max(1, int(total * phase.warmup_ratio))
-    precision = _precision(config)
-    zero = {"stage": config.zero_stage}
+    zero = {"stage": stage}
     if config.offload:
         zero["offload_optimizer"] = {"device": "cpu"}
     ds_config = {
         "train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": accum,
         "gradient_clipping": config.grad_clip, "zero_optimization": zero, "steps_per_print": 10 ** 9,
         "bf16": {"enabled": precision == "bf16"}, "wall_clock_breakdown": False,
+        # bf16 gradients summed over ~30-100 micro-batches lose the small ones: accumulate in fp32
+        **({"data_types": {"grad_accum_dtype": "fp32"}} if precision == "bf16" else {}),
         "zero_allow_untested_optimizer": config.optimizer != "adamw",
         # torch's AdamW: DeepSpeed's fused/cpu Adam would be compiled with gcc on first use
         "optimizer": {"type": "AdamW", "params": {"lr": phase.lr, "betas": list(BETAS),
@@ -238,20 +308,30 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
         if config.optimizer == "adamw" else {"type": "SGD", "params": {"lr": phase.lr}},
     }
     hf_zero3 = None
-    if config.zero_stage == 3:
+    if stage == 3:
         # ZeRO-3: transformers loads the weights into deepspeed.zero.Init, each rank holding only
         # its shard, never the whole model (it sees this config while the object lives)
         from transformers.integrations.deepspeed import HfDeepSpeedConfig
         hf_zero3 = HfDeepSpeedConfig(ds_config)
     model = AutoModelForCausalLM.from_pretrained(start_from, dtype=torch.float32, attn_implementation=attention)
     trainable = freeze_below(model, config.train_layers)
+    if budget.gradient_checkpointing:
+        model.config.use_cache = False
+        # non-reentrant: works with frozen layers (inputs without grad) and ZeRO-3's gathers
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     schedule = _schedule(total, warmup, phase.min_lr_ratio)
     engine, optimizer, _, scheduler = deepspeed.initialize(
         model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config,
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule))
+    del model  # the engine holds it (engine.module): no second reference to outlive the phase
+    if precision == "bf16":  # masters from the fp32 weights, not from their bf16 cast
+        _, lacking = load_masters(engine, start_from)
+        if lacking and rank == 0:
+            print(f"[{phase.name}] {start_from} has no fp32 safetensors for {len(lacking)} trainable weights "
+                  f"(e.g. {lacking[0]}): their fp32 masters start from the bf16 cast", flush=True)
     explicit_mask = not packing_aware(engine.module, engine.device)
     if explicit_mask and rank == 0:
-        print(f"[{phase.name}] {type(model).__name__} with {attention} attention does not keep packed samples "
+        print(f"[{phase.name}] {type(engine.module).__name__} with {attention} attention does not keep packed samples "
               "apart from position ids: using an explicit block-causal mask (dense, slower)", flush=True)
     ckpt_dir = out / "checkpoints"
     start_epoch, start_micro, opt_step = 0, 0, 0
@@ -270,14 +350,37 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
             bar = tqdm(total=total, initial=opt_step, desc=f"train {phase.name}", unit="step")
         except ImportError:
             pass
-    window_loss, window_tokens, window_real, window_processed = 0.0, 0, 0, 0
+    # The loop never waits on the device for a number except to log: the counts of every window
+    # come from the epoch's plan (every rank knows every rank's bins), the loss stays on the
+    # device, and each `log_every` steps one all-reduce + one read fetches the pending losses.
+    pending: list[tuple[dict, object]] = []  # (row without its loss, the window's loss sum on this rank)
     t0 = time.perf_counter()
+    batch = loss = window_loss = None
+
+    def flush() -> None:
+        nonlocal t0
+        if not pending:
+            return
+        sums = torch.stack([x for _, x in pending]).float()
+        dist.all_reduce(sums)
+        elapsed = (time.perf_counter() - t0) / len(pending)  # the device is done: a true average
+        for (row, _), total_loss in zip(pending, sums.tolist()):
+            row.update(loss=total_loss / max(1, row["loss_tokens"]), seconds=elapsed,
+                       tokens_per_s=row["tokens"] / max(elapsed, 1e-9))
+            metrics.write(row)
+        if bar:
+            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}")
+            bar.update(len(pending))
+        pending.clear()
+        t0 = time.perf_counter()
+
     engine.train()
     finished = opt_step >= total
     for epoch in range(start_epoch, phase.epochs):
         if finished:
             break
-        plan = plan_epoch(lengths, config.tokens_per_micro_batch, world, epoch, config.seed)[rank]
+        plans = plan_epoch(lengths, micro_tokens, world, epoch, config.seed)
+        plan = plans[rank]
         first = start_micro if epoch == start_epoch else 0
         for micro in range(first, len(plan)):
             # An optimizer step is a window of `accum` micro-batches inside one epoch (the last
@@ -287,58 +390,53 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
             start = first + (micro - first) // accum * accum
             end = min(start + accum, len(plan))
             if micro == start:
-                local = sum(targets[i] for b in plan[start:end] if b for i in b.samples)
-                window_total = torch.tensor([float(local)], device=engine.device)
-                dist.all_reduce(window_total)
-                window_total = max(1.0, float(window_total[0]))
+                bins = [b for r in plans for b in r[start:end]]
+                window_tokens = sum(targets[i] for b in bins if b for i in b.samples)
+                window_total = float(max(1, window_tokens))
+                window_real = sum(b.tokens for b in bins if b)
+                window_processed = sum(b.tokens if b else 1 for b in bins)  # an empty step is one pad
+                window_loss = None
             boundary = micro == end - 1
             engine.set_gradient_accumulation_boundary(boundary)
-            # batches and counters live on the engine's device (NCCL all-reduces device tensors)
-            ids, labels, pos = collate(samples, plan[micro], tokenizer.pad_token_id, device=engine.device)
-            loss, n_tok = loss_sum(engine, ids, labels, pos, explicit_mask)
-            real = sum(len(samples[i]) for i in (plan[micro].samples if plan[micro] else []))
-            counts = torch.tensor([float(n_tok), float(loss.detach()), float(real), float(ids.shape[1])],
-                                  device=engine.device)
-            dist.all_reduce(counts)
+            # the row, its targets and sample bounds, built on the host, copied without blocking
+            batch = collate_micro(samples, plan[micro], tokenizer.pad_token_id, device=engine.device)
+            loss = micro_loss(engine, batch, explicit_mask)
             # x world: DeepSpeed averages gradients over ranks; no division by the accumulation
             # steps (scale_wrt_gas=False): the window's token count already normalises
             engine.backward(loss * world / window_total, scale_wrt_gas=False)
             engine.step()
-            window_loss += float(counts[1])
-            window_tokens += int(counts[0])
-            window_real += int(counts[2])
-            window_processed += int(counts[3])
+            window_loss = loss.detach() if window_loss is None else window_loss + loss.detach()
             if not boundary:
                 continue
             opt_step += 1
-            elapsed = time.perf_counter() - t0
-            row = {"phase": phase.name, "step": opt_step, "epoch": epoch, "loss": window_loss / max(1, window_tokens),
-                   "lr": scheduler.get_last_lr()[0], "tokens_per_s": window_real / max(elapsed, 1e-9),
-                   "padding_efficiency": window_real / max(1, window_processed), "loss_tokens": window_tokens,
-                   "tokens": window_real, "seconds": elapsed,
-                   "workers": world, "accumulation": accum}
-            metrics.write(row)
-            if bar:
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}")
-                bar.update(1)
-            window_loss, window_tokens, window_real, window_processed = 0.0, 0, 0, 0
-            t0 = time.perf_counter()
-            if opt_step % config.checkpoint_every == 0 or opt_step >= total:
+            pending.append(({"phase": phase.name, "step": opt_step, "epoch": epoch, "loss": None,
+                             "lr": scheduler.get_last_lr()[0], "tokens_per_s": None,
+                             "padding_efficiency": window_real / max(1, window_processed),
+                             "loss_tokens": window_tokens, "tokens": window_real, "seconds": None,
+                             "workers": world, "accumulation": accum}, window_loss))
+            checkpoint = opt_step % config.checkpoint_every == 0 or opt_step >= total
+            crash = config.crash_at == f"{phase.name}:{opt_step}" and rank == world - 1
+            stop = bool(config.stop_after_steps and steps_before + opt_step >= config.stop_after_steps)
+            if opt_step % max(1, config.log_every) == 0 or checkpoint or opt_step >= total or stop \
+                    or config.crash_at == f"{phase.name}:{opt_step}":
+                flush()  # (a collective: every rank flushes at the same steps)
+            if checkpoint:
                 _checkpoint(engine, ckpt_dir, phase, epoch, micro + 1, opt_step, config, rank)
                 if on_checkpoint:
                     on_checkpoint(f"{phase.name}-step{opt_step}")
-            if config.crash_at == f"{phase.name}:{opt_step}" and rank == world - 1:
+            if crash:
                 marker = out / f".crashed-{phase.name}-{opt_step}"
                 if not marker.exists():
                     marker.touch()
                     import signal
                     os.kill(os.getpid(), signal.SIGKILL)
-            if config.stop_after_steps and steps_before + opt_step >= config.stop_after_steps:
+            if stop:
                 dist.barrier()
                 os._exit(3)  # simulate a killed run (tests)
             if opt_step >= total:
                 finished = True
                 break
+    flush()
     if bar:
         bar.close()
     if not (ckpt_dir / "latest").exists() or (ckpt_dir / "latest").read_text().strip() != f"{phase.name}-step{opt_step}":
@@ -347,15 +445,22 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config
         unset_hf_deepspeed_config()
         del hf_zero3
-    final = _export(engine, model, tokenizer, out / phase.name, ckpt_dir, f"{phase.name}-step{opt_step}", config, rank)
+    final = _export(engine, engine.module, tokenizer, out / phase.name, ckpt_dir, f"{phase.name}-step{opt_step}", config,
+                    rank, start_from)
     if rank == 0:
         info = {"phase": asdict(phase), "steps": opt_step, "accumulation": accum, "workers": world,
                 "samples": report.samples, "dropped_too_long": report.dropped_too_long,
                 "truncated": report.truncated, "started_from": str(start_from), "precision": precision,
-                "zero_stage": config.zero_stage, "train_layers": config.train_layers,
+                "zero_stage": config.zero_stage, "zero_stage_run": stage, "train_layers": config.train_layers,
                 "attention": attention, "packed_attention": "explicit mask" if explicit_mask else "position ids",
-                "trainable_parameters": trainable}
+                "trainable_parameters": trainable, "gradient_checkpointing": budget.gradient_checkpointing,
+                "grad_accum_dtype": "fp32" if precision == "bf16" else "fp32 (fp32 training)",
+                "tokens_per_micro_batch": micro_tokens}
         (out / phase.name / "sprout_phase.json").write_text(json.dumps(info, indent=2))
+    # free the engine now: its parameters, gradients and fp32 masters would otherwise stay on the
+    # GPU (reachable from DeepSpeed's hooks and registries) while the next phase loads
+    release(engine)
+    del engine, optimizer, scheduler, batch, loss, window_loss
     dist.barrier()
     return final, opt_step
 
@@ -404,24 +509,29 @@ def _checkpoint(engine, ckpt_dir: Path, phase: Phase, epoch: int, micro: int, op
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _export(engine, model, tokenizer, dest: Path, ckpt_dir: Path, tag: str, config: TrainConfig, rank: int) -> Path:
-    """A plain Hugging Face directory (safetensors) that from_pretrained loads.
+def _export(engine, model, tokenizer, dest: Path, ckpt_dir: Path, tag: str, config: TrainConfig, rank: int,
+            start_from: Path | None = None) -> Path:
+    """A plain Hugging Face directory (safetensors) that from_pretrained loads, in fp32.
 
-    Under ZeRO 1-3 the weights come from the checkpoint's fp32 master copy (gathered from every
-    rank's partition, frozen layers included), not from the module, whose weights are bf16 under
-    bf16 training and only a shard under ZeRO-3. Every key must match (tied weights aside)."""
+    Trained weights are the optimizer's fp32 masters, gathered live from every rank's partition
+    (under bf16 the module holds bf16 values, and under ZeRO-3 only a shard). Frozen weights
+    never change: they are taken from the folder the phase started from, as it was loaded
+    (never from the bf16 module). Every key must match (tied weights aside)."""
+    import torch
     import torch.distributed as dist
-    if config.zero_stage >= 1:
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-        dist.barrier()
-        state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag) if rank == 0 else None
-    else:  # no ZeRO: the module holds the weights (fp32 unless training in bf16)
-        state = {k: v.detach().cpu().float() for k, v in engine.module.state_dict().items()} if rank == 0 else None
+
+    from .masters import trainable_fp32
+    dist.barrier()
+    state = trainable_fp32(engine, rank)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     if rank == 0:
         from transformers import AutoModelForCausalLM
-        fresh = AutoModelForCausalLM.from_config(model.config)
+        if frozen:  # the starting folder supplies the frozen weights, bit for bit
+            fresh = AutoModelForCausalLM.from_pretrained(start_from or config.student, dtype=torch.float32)
+        else:
+            fresh = AutoModelForCausalLM.from_config(model.config)
         missing, unexpected = fresh.load_state_dict(state, strict=False)
-        _check_keys(fresh, missing, unexpected)
+        _check_keys(fresh, [k for k in missing if k not in frozen], unexpected)
         fresh.tie_weights()
         dest.mkdir(parents=True, exist_ok=True)
         fresh.save_pretrained(dest, safe_serialization=True)

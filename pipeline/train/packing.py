@@ -117,6 +117,58 @@ def collate(samples: list[Sample], bin_: Bin | None, pad_id: int, min_len: int =
     return t(ids), t(labels), t(pos)
 
 
+@dataclass
+class MicroBatch:
+    """One packed row and what the step needs to know about it, all computed on the host while
+    collating, so the step never waits on the device to learn it."""
+    input_ids: object
+    labels: object
+    """Next-token targets at ``keep`` only (the positions whose logits are computed)."""
+    position_ids: object
+    keep: object
+    """Positions that carry a target (never empty: an empty step keeps position 0, no target)."""
+    targets: int
+    """Loss tokens (labelled positions) in the row."""
+    tokens: int
+    """Real tokens (no pad): the row's length, or 0 for an empty step."""
+    cu_seqlens: object
+    """int32 cumulative sample lengths [0, l1, l1+l2, ..., L]: the varlen kernels' bounds."""
+    max_len: int
+    """The longest sample in the row."""
+
+
+def collate_micro(samples: list[Sample], bin_: Bin | None, pad_id: int, device=None) -> MicroBatch:
+    """``collate`` plus the host-side facts of the row (targets, bounds), copied to ``device``
+    without blocking: the attention of every layer and the loss read them from here."""
+    import torch
+    ids, labels, pos = [], [], []
+    lengths = []
+    for i in (bin_.samples if bin_ else []):
+        s = samples[i]
+        ids += s.input_ids
+        labels += s.labels[1:] + [IGNORE]
+        pos += list(range(len(s)))
+        lengths.append(len(s))
+    tokens = len(ids)
+    if not ids:  # an empty step: one pad token, nothing to learn
+        ids, labels, pos, lengths = [pad_id], [IGNORE], [0], [1]
+    keep = [j for j, x in enumerate(labels) if x != IGNORE]
+    targets = len(keep)
+    kept_labels = [labels[j] for j in keep] if keep else [IGNORE]
+    keep = keep or [0]
+    cu = [0]
+    for n in lengths:
+        cu.append(cu[-1] + n)
+
+    def t(x, dtype=torch.long):
+        x = torch.tensor(x, dtype=dtype)
+        if device is not None and torch.device(device).type == "cuda":
+            return x.pin_memory().to(device, non_blocking=True)
+        return x.to(device) if device is not None else x
+    return MicroBatch(t([ids]), t([kept_labels]), t([pos]), t(keep), targets, tokens, t(cu, torch.int32),
+                      max(lengths))
+
+
 def block_causal_mask(position_ids, dtype):
     """A 4D additive mask (1, 1, L, L): causal within each packed sample, blocked across them."""
     import torch
@@ -140,20 +192,49 @@ def loss_sum(model, input_ids, labels, position_ids, explicit_mask: bool = False
     4D block-causal mask instead, for a model that ignores packed position ids (see
     ``packing_aware``)."""
     import torch
-    mask = block_causal_mask(position_ids, next(model.parameters()).dtype) if explicit_mask else None
+    keep = (labels[0] != IGNORE).nonzero().flatten()
+    n = int(keep.numel())
+    batch = MicroBatch(input_ids, labels[:, keep] if n else torch.full((1, 1), IGNORE, device=labels.device),
+                       position_ids, keep if n else torch.zeros(1, dtype=torch.long, device=labels.device),
+                       n, int(input_ids.shape[1]), None, 0)
+    return micro_loss(model, batch, explicit_mask, full_labels=labels), n
+
+
+def micro_loss(model, batch: MicroBatch, explicit_mask: bool = False, full_labels=None):
+    """Sum of token cross-entropies of one ``MicroBatch`` (a device tensor: nothing waits).
+
+    Logits (and the softmax over the vocabulary) only where a target is: in chat data most
+    positions are prompt, and the output layer is a large share of a small model's work. Never
+    an empty selection: every parameter must still get a (zero) gradient. Sample bounds go to the
+    attention as transformers' flash-attention kwargs (``cu_seq_lens_q`` ...), computed once per
+    micro-batch, when the model's attention reads them (Sprout's varlen kernel, flash_attention_2)."""
+    import torch
+    mask = block_causal_mask(batch.position_ids, next(model.parameters()).dtype) if explicit_mask else None
     extra = {}
-    if input_ids.shape[0] == 1 and takes_logits_to_keep(model):
-        # Logits (and the softmax over the vocabulary) only where a target is: in chat data most
-        # positions are prompt, and the output layer is a large share of a small model's work.
-        # Never an empty selection: every parameter must still get a (zero) gradient.
-        keep = (labels[0] != IGNORE).nonzero().flatten()
-        extra["logits_to_keep"] = keep if keep.numel() else torch.zeros(1, dtype=torch.long, device=labels.device)
-        labels = labels[:, extra["logits_to_keep"]]
-    out = model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, use_cache=False, **extra)
+    labels = batch.labels
+    if batch.input_ids.shape[0] == 1 and takes_logits_to_keep(model):
+        extra["logits_to_keep"] = batch.keep
+    elif full_labels is not None:
+        labels = full_labels
+    else:  # the model computes every position: targets back in place
+        labels = torch.full_like(batch.input_ids, IGNORE)
+        if batch.targets:
+            labels[0, batch.keep] = batch.labels[0]
+    if batch.cu_seqlens is not None and not explicit_mask and reads_varlen_kwargs(model):
+        extra.update(cu_seq_lens_q=batch.cu_seqlens, cu_seq_lens_k=batch.cu_seqlens,
+                     max_length_q=batch.max_len, max_length_k=batch.max_len)
+    out = model(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=mask, use_cache=False,
+                **extra)
     logits = out.logits.float()
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                              ignore_index=IGNORE, reduction="sum")
-    return loss, int((labels != IGNORE).sum())
+
+
+def reads_varlen_kwargs(model) -> bool:
+    """Whether the model's attention takes the sample bounds as kwargs (ours, flash-attention's)."""
+    from .attention import NAME
+    config = getattr(getattr(model, "module", model), "config", None)
+    return getattr(config, "_attn_implementation", None) in (NAME, "flash_attention_2")
 
 
 def takes_logits_to_keep(model) -> bool:

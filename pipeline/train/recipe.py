@@ -104,3 +104,78 @@ def scaled(phase: Phase, samples: int, pretrained: bool = True, epochs: int | No
     """One LAB phase scaled to the data (``tiny`` rates for a random-init student)."""
     p = plan("lab" if pretrained else "tiny", {phase.name: samples}, pretrained, epochs=epochs).phases[0]
     return replace(p, data=phase.data)
+
+
+CPU_TOKENS_PER_MICRO_BATCH = 1024
+"""On a CPU a bigger micro-batch barely raises throughput and makes each step (progress,
+checkpoints) slower: 1,024 tokens."""
+CHECKPOINTING_BELOW = 8192
+"""Gradient checkpointing goes on when a GPU cannot hold this many tokens per micro-batch
+(or twice the longest sample) without it: a 7B model on an 80 GB GPU, not a 1B one."""
+MAX_TOKENS_PER_MICRO_BATCH = 65536
+
+
+@dataclass(frozen=True)
+class TokenBudget:
+    """How much one micro-batch holds on one worker, and whether layers recompute activations."""
+    tokens: int
+    gradient_checkpointing: bool
+    why: str
+
+
+def count_parameters(config) -> tuple[int, int]:
+    """(parameters, of which embeddings and output layer) of a Llama-style HF config."""
+    h, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or h // heads
+    kv = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
+    inter = getattr(config, "intermediate_size", None) or 4 * h
+    per_layer = 2 * h * heads * head_dim + 2 * h * kv + 3 * h * inter + 2 * h
+    embed = vocab * h * (1 if getattr(config, "tie_word_embeddings", False) else 2)
+    return per_layer * layers + embed + h, embed
+
+
+def token_budget(config, gpu_bytes: int | None, workers: int = 1, zero_stage: int = 2, max_len: int = 1024,
+                 offload: bool = False, checkpointing: bool | None = None) -> TokenBudget:
+    """Tokens per micro-batch from the GPU's memory (None: a CPU) and the model's size, bf16 with
+    fp32 masters, Adam and fp32 gradient accumulation:
+
+    - model states per GPU: bf16 weights (2 B/param, sharded under ZeRO-3) + bf16 gradients
+      (2 B) + fp32 accumulated gradients (4 B, sharded from ZeRO-2) + fp32 master and Adam's two
+      moments (12 B, sharded from ZeRO-1; on the CPU with offload);
+    - activations per token: each layer keeps ~2 x (8 hidden + 5 intermediate) bytes (inputs
+      of its matmuls, attention output, MLP intermediates; flash-style attention keeps no
+      L x L matrix), or only its 2 x hidden-byte input with gradient checkpointing (plus one
+      layer recomputed); logits in bf16 and fp32 with their gradients: 12 B x vocabulary;
+    - 10% and 2 GB kept back (CUDA context, allocator fragmentation, communication buckets).
+
+    Gradient checkpointing goes on (unless ``checkpointing`` says) when fewer than
+    CHECKPOINTING_BELOW tokens (or 2 x max_len) fit without it. Never below ``max_len``: every
+    sample must fit in a micro-batch."""
+    if gpu_bytes is None:
+        return TokenBudget(max(max_len, CPU_TOKENS_PER_MICRO_BATCH), bool(checkpointing), "CPU")
+    params, _ = count_parameters(config)
+    n = max(1, workers)
+    shard = lambda stage: n if zero_stage >= stage else 1  # noqa: E731
+    states = params * (2 / shard(3) + 2 + 4 / shard(2) + (0 if offload else 12 / shard(1)))
+    h, layers = config.hidden_size, config.num_hidden_layers
+    inter = getattr(config, "intermediate_size", None) or 4 * h
+    layer_bytes = 2 * (8 * h + 5 * inter)
+    logits = 12 * config.vocab_size
+    free = gpu_bytes * 0.9 - 2 * 2 ** 30 - states
+
+    def fit(per_token: float) -> int:
+        return int(max(0.0, free) // per_token) // 256 * 256
+    want = max(CHECKPOINTING_BELOW, 2 * max_len)
+    plain = fit(layers * layer_bytes + logits)
+    if checkpointing is None:
+        checkpointing = plain < want
+    tokens = fit(layers * 2 * h + layer_bytes + logits) if checkpointing else plain
+    tokens = min(tokens, MAX_TOKENS_PER_MICRO_BATCH)
+    why = (f"{params / 1e9:.2f}B parameters, {gpu_bytes / 2 ** 30:.0f} GiB per GPU, ZeRO-{zero_stage} over {n}: "
+           f"{states / 2 ** 30:.1f} GiB of model states, {tokens:,} tokens per micro-batch"
+           f"{' with gradient checkpointing' if checkpointing else ''}")
+    if tokens < max_len:
+        why += f" (less than one {max_len}-token sample: raised to it; it may not fit, add GPUs or ZeRO-3/offload)"
+        tokens = max_len
+    return TokenBudget(tokens, checkpointing, why)

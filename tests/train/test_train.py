@@ -400,3 +400,70 @@ def test_zero_stages_offload_and_bf16_agree_and_export_the_fp32_weights(model_di
     w = next(v for k, v in weights.items() if k.endswith("layers.1.mlp.down_proj.weight"))
     assert w.dtype == torch.float32
     assert float((w != w.to(torch.bfloat16).float()).float().mean()) > 0.5  # not bf16 values widened
+
+
+@pytest.mark.slow
+def test_a_finished_phase_leaves_nothing_of_its_engine(model_dir, tmp_path):
+    """After phase 1 returns, no tensor of its DeepSpeed engine is reachable: parameters, fp32
+    master partitions, Adam's moments (ZeRO-2, bf16). The control run, with the release step
+    taken out, shows the check can fail: DeepSpeed's own references keep the engine alive."""
+    data = write_data(tmp_path / "data", n1=8, n2=8)
+    phases = (Phase("knowledge", "phase1.jsonl", 1, 1e-3, 4, 0.1), Phase("skills", "phase2.jsonl", 1, 1e-3, 4, 0.1))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["PYTHONPATH"] = str(ROOT)
+    alive = {}
+    for mode in ("release", "leak"):
+        cfg = TrainConfig(student=str(model_dir), out=str(tmp_path / mode), phases=phases, data_dir=str(data),
+                          max_len=256, tokens_per_micro_batch=128, zero_stage=2, precision="bf16")
+        p = subprocess.run([sys.executable, str(ROOT / "tests/train/engine_refs.py"), json.dumps(cfg.to_dict()), mode],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        alive[mode] = json.loads(next(x for x in p.stdout.splitlines() if x.startswith("ALIVE "))[6:])
+    released, leaked = alive["release"], alive["leak"]
+    assert released == [[], []], released
+    assert "engine" in leaked[0] and any(x.startswith("adam") for x in leaked[0]) \
+        and any(x.startswith("fp32 master") for x in leaked[0]), leaked
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("zero", [0, 2, 3])
+def test_bf16_exports_and_hands_off_the_fp32_masters_bit_for_bit(model_dir, tmp_path, zero):
+    """bf16 with the bottom layer frozen: phase 1's export holds the optimizer's fp32 masters
+    (read back from its ZeRO checkpoint) and the frozen layer exactly as the student had it;
+    phase 2 at learning rate 0 exports phase 1's weights unchanged, bit for bit, so the hand-off
+    went through fp32 (a master rebuilt from the bf16 module would round every weight)."""
+    from safetensors.torch import load_file
+    data = write_data(tmp_path / "data", n1=12, n2=8)
+    phases = (Phase("knowledge", "phase1.jsonl", 1, 2e-3, 4, 0.1), Phase("skills", "phase2.jsonl", 1, 0.0, 4, 0.1))
+    cfg = TrainConfig(student=str(model_dir), out=str(tmp_path / "run"), phases=phases, data_dir=str(data),
+                      max_len=256, tokens_per_micro_batch=128, zero_stage=zero, precision="bf16", train_layers=1,
+                      keep_checkpoints=10, checkpoint_every=1000)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["PYTHONPATH"] = str(ROOT)
+    code = ("import json, sys; from pipeline.train.loop import TrainConfig, train; "
+            "train(TrainConfig.from_dict(json.loads(sys.argv[1])), progress=False)")
+    p = subprocess.run([sys.executable, "-c", code, json.dumps(cfg.to_dict())], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    run = tmp_path / "run"
+    info = json.loads((run / "knowledge/sprout_phase.json").read_text())
+    assert info["zero_stage_run"] == (1 if zero == 0 else zero) and info["grad_accum_dtype"] == "fp32"
+    student = load_file(str(model_dir / "model.safetensors"))
+    one = load_file(str(run / "knowledge/model.safetensors"))
+    two = load_file(str(run / "skills/model.safetensors"))
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    masters = get_fp32_state_dict_from_zero_checkpoint(str(run / "checkpoints"), tag=f"knowledge-step{info['steps']}")
+    trained = [k for k in one if ".layers.1." in k or k == "model.norm.weight"]
+    frozen = [k for k in one if k not in trained]
+    assert trained and frozen and any(".layers.0." in k for k in frozen)
+    for k in trained:
+        assert one[k].dtype == torch.float32 and torch.equal(one[k], masters[k].float()), k
+        assert not torch.equal(one[k], student[k]), k  # it did train
+    assert any(float((one[k] != one[k].to(torch.bfloat16).float()).float().mean()) > 0.5 for k in trained)
+    for k in frozen:
+        assert torch.equal(one[k], student[k]), k
+    assert one.keys() == two.keys()
+    for k in one:
+        assert torch.equal(one[k], two[k]), k
