@@ -62,6 +62,9 @@ class TrainConfig:
     step of that phase, once (a marker in the run folder), as a machine or worker would die."""
     stop_after_steps: int | None = None
     """Testing aid: end the process abruptly after this many optimizer steps in total."""
+    system_prompt: str | None = None
+    """The system prompt the data was written with, trained with and carried by every exported
+    model as its chat template's default (see chat_format.py); None: the data's most frequent one."""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -204,6 +207,7 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(start_from)
+    _stamp_system_prompt(tokenizer, config)  # trained as exported: a row without one gets the same prompt
     attention = _attention(config)
     samples, report = tokenize_dataset(tokenizer, read_messages(Path(config.data_dir) / phase.data),
                                        config.max_len, config.overlong)
@@ -376,6 +380,12 @@ def freeze_below(model, layers: int) -> int:
                 p.requires_grad_(True)
     # under ZeRO-3 a parameter holds only its shard: ds_numel is its whole size
     return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+
+
+def _stamp_system_prompt(tokenizer, config: TrainConfig) -> None:
+    from .chat_format import data_system_prompt, stamp
+    stamp(tokenizer, config.system_prompt or data_system_prompt(
+        [Path(config.data_dir) / p.data for p in config.phases]))
 
 
 class ExportError(RuntimeError):
