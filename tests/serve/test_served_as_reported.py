@@ -1,0 +1,66 @@
+"""The model a run accepted answers through `sprout model serve` as its report says, for a client
+that sends no system prompt (the prompt travels in the model's chat template)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from pipeline.run import RunConfig, run
+from tests.conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(*args: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "model", "serve", *args, "--port", str(port)],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"sprout model serve exited: {proc.stderr.read()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("sprout model serve did not start in 90 s")
+
+
+@pytest.mark.slow
+def test_served_answers_equal_the_report(sample_taxonomy, tmp_path):
+    config = RunConfig(taxonomy=str(sample_taxonomy), out=str(tmp_path / "run"), runs_root=str(tmp_path / "runs"),
+                       epochs=1, max_steps=30, lr=0.01, embeddings=False, student="tiny", probe_questions=4)
+    out, report = run(config, log=lambda m: None)
+    model = report["new_model"]
+    asked = [h for leaf in report["leaves"] for h in leaf["heldout"]]
+    assert asked
+    proc, url = start_server(model)
+    try:
+        def ask(messages):
+            r = httpx.post(f"{url}/v1/chat/completions", timeout=60,
+                           json={"messages": messages, "temperature": 0, "max_tokens": 48})
+            assert r.status_code == 200, r.text
+            return r.json()["choices"][0]["message"]["content"].strip()
+
+        served = [ask([{"role": "user", "content": h["question"]}]) for h in asked]
+        assert served == [h["new_answer"] for h in asked]
+        print(served)
+        other = [ask([{"role": "system", "content": "x"}, {"role": "user", "content": h["question"]}]) for h in asked]
+        print(other)
+    finally:
+        proc.terminate()
+        proc.wait(10)
