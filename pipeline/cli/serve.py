@@ -15,6 +15,13 @@ def cmd_model_serve(args: argparse.Namespace) -> int:
         print(f"sprout model serve: {args.model_dir} is not a Hugging Face model directory (no config.json)",
               file=sys.stderr)
         return 2
+    if args.follow is not None:
+        from ..serve.follow import read_registry
+        try:
+            read_registry(args.follow)
+        except (OSError, ValueError) as e:
+            print(f"sprout model serve: --follow {args.follow}: {e}", file=sys.stderr)
+            return 2
     import uvicorn
 
     from ..serve.openai_server import create_app

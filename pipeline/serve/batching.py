@@ -71,7 +71,10 @@ class Scheduler:
                     if r.finish_reason is None:
                         r.error, r.finish_reason = f"{type(e).__name__}: {e}", "error"
                         if r.notify is not None:
-                            r.notify(r)
+                            try:
+                                r.notify(r)
+                            except Exception:  # noqa: BLE001  the thread must outlive one bad request
+                                pass
             self.batches += 1
             self.rows += len(rows)
         self.engine = None  # the model is freed with the last reference

@@ -18,6 +18,8 @@ def read_registry(source: str) -> list[dict]:
 
     The one place serving reads the registry: pointed at object storage (SPROUT_STORAGE) by
     changing this function alone."""
+    if "://" in source:
+        raise ValueError(f"{source}: only a local runs root or models.json can be followed in this version")
     path = Path(source)
     path = path if path.suffix == ".json" else path / "models.json"
     if not path.exists():

@@ -238,7 +238,10 @@ def create_app(model_dir: Path | None = None, name: str | None = None, batch_siz
         events: asyncio.Queue = asyncio.Queue()
 
         def notify(row: Row) -> None:  # the scheduler's thread: hand a snapshot to the event loop
-            loop.call_soon_threadsafe(events.put_nowait, (row.index, row.safe, row.finish_reason, row.error))
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, (row.index, row.safe, row.finish_reason, row.error))
+            except RuntimeError:  # the event loop is gone (server shutting down): stop generating
+                row.cancelled = True
 
         rows = []
         for i in range(params.n):
