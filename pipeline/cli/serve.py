@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def cmd_model_serve(args: argparse.Namespace) -> int:
     from ..serve.openai_server import create_app
     app = create_app(Path(args.model_dir) if args.model_dir else None, name=args.name, follow=args.follow,
                      batch_size=args.max_batch, wait_ms=args.batch_wait_ms, interval=args.poll,
-                     default_max_tokens=args.default_max_tokens)
+                     default_max_tokens=args.default_max_tokens,
+                     api_key=os.environ.get("SPROUT_SERVE_API_KEY") or None)
     current = app.state.slot.current
     what = (f"the registry's newest accepted model under {args.follow} "
             f"({current.id if current else 'none yet: 503 until one is accepted'}; checked every {args.poll:g}s)"
@@ -88,7 +90,8 @@ def register(sub) -> None:
                     "stop, max_tokens, temperature (0: greedy), top_p, n, seed, usage), with /healthz "
                     "and /metrics. Requests that arrive together are generated as one batch. A model "
                     "Sprout trained carries its system prompt in its chat template: send none. Also a "
-                    "teacher for 'sprout generate --teacher http://127.0.0.1:8000/v1'.")
+                    "teacher for 'sprout generate --teacher http://127.0.0.1:8000/v1'. With "
+                    "SPROUT_SERVE_API_KEY set, /v1 requires 'Authorization: Bearer <key>'.")
     ms.add_argument("model_dir", nargs="?", help="a model directory (config.json, weights, tokenizer)")
     ms.add_argument("--follow", metavar="RUNS_ROOT",
                     help="serve the newest accepted model of this runs root's registry (models.json) and "

@@ -6,6 +6,7 @@ the model's own (its chat template carries the system prompt it was trained with
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import time
 import uuid
@@ -115,9 +116,10 @@ def _label(value) -> str:
 
 def create_app(model_dir: Path | None = None, name: str | None = None, batch_size: int = 16,
                follow: str | None = None, wait_ms: float = 5.0, interval: float = 2.0,
-               default_max_tokens: int = 256, log=None) -> FastAPI:
+               default_max_tokens: int = 256, api_key: str | None = None, log=None) -> FastAPI:
     """Serve ``model_dir``, or with ``follow`` (a runs root) the registry's newest accepted model,
-    switching when a run is accepted. ``batch_size``: most rows generated together."""
+    switching when a run is accepted. ``batch_size``: most rows generated together; ``api_key``:
+    required as ``Authorization: Bearer KEY`` on /v1 (health and metrics stay open)."""
     if (model_dir is None) == (follow is None):
         raise ValueError("serve either a model folder or --follow a registry")
 
@@ -146,8 +148,18 @@ def create_app(model_dir: Path | None = None, name: str | None = None, batch_siz
                 "sprout": {k: d.info.get(k) for k in ("id", "taxonomy_sha", "run", "created", "path")}}
         return card
 
+    def refused(request: Request) -> JSONResponse | None:
+        if not api_key:
+            return None
+        given = request.headers.get("authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+            return None
+        return _error(401, "a valid API key is required (Authorization: Bearer KEY)", "invalid_api_key")
+
     @app.get("/v1/models")
-    def models():
+    def models(request: Request):
+        if (denied := refused(request)) is not None:
+            return denied
         d = slot.current
         return {"object": "list", "data": [model_card(d)] if d is not None else []}
 
@@ -189,6 +201,9 @@ def create_app(model_dir: Path | None = None, name: str | None = None, batch_siz
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     async def handle(request: Request, endpoint: str):
+        if (denied := refused(request)) is not None:
+            metrics.count(endpoint, 401)
+            return denied
         try:
             data = await request.json()
         except ValueError:

@@ -134,3 +134,17 @@ def test_models_health_and_metrics_name_what_is_served(server, loud):
     health = httpx.get(f"{url}/healthz").json()
     assert health["status"] == "ok" and health["model"]["path"] == str(loud)
     assert 'sprout_serve_model_info{id="loud"' in httpx.get(f"{url}/metrics").text
+
+
+def test_an_api_key_guards_the_api_but_not_health(loud):
+    from pipeline.serve.openai_server import create_app
+    srv, url = serve(create_app(loud, api_key="s3cret"))
+    try:
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 401
+        bad = httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_api_key"
+        ok = httpx.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and httpx.get(f"{url}/healthz").status_code == 200
+    finally:
+        srv.should_exit = True

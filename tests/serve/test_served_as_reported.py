@@ -10,9 +10,13 @@ import time
 
 import httpx
 import pytest
+from transformers import AutoTokenizer
 
+from pipeline.mix import SYSTEM
 from pipeline.run import RunConfig, run
+from pipeline.train.chat_format import carried_system_prompt
 from tests.conftest import ROOT
+from tests.serve.conftest import loud_model
 
 
 def free_port() -> int:
@@ -42,12 +46,19 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
 
 @pytest.mark.slow
 def test_served_answers_equal_the_report(sample_taxonomy, tmp_path):
+    # a student with loud random weights: its answers differ from prompt to prompt (and with the
+    # system prompt), where the tiny student answers nothing at all, which any server would match
+    student = loud_model(tmp_path / "student", seed=1)
     config = RunConfig(taxonomy=str(sample_taxonomy), out=str(tmp_path / "run"), runs_root=str(tmp_path / "runs"),
-                       epochs=1, max_steps=30, lr=0.01, embeddings=False, student="tiny", probe_questions=4)
+                       epochs=1, max_steps=2, embeddings=False, student=str(student), probe_questions=2)
     out, report = run(config, log=lambda m: None)
     model = report["new_model"]
+    entry = json.loads((tmp_path / "runs" / "models.json").read_text())[-1]
+    assert entry["path"] == model
+    for phase in ("knowledge", "skills"):  # every exported phase carries the prompt it was trained with
+        assert carried_system_prompt(AutoTokenizer.from_pretrained(out / "model" / phase)) == SYSTEM
     asked = [h for leaf in report["leaves"] for h in leaf["heldout"]]
-    assert asked
+    assert len(asked) > 10 and len({h["new_answer"] for h in asked}) > 5
     proc, url = start_server(model)
     try:
         def ask(messages):
@@ -56,11 +67,12 @@ def test_served_answers_equal_the_report(sample_taxonomy, tmp_path):
             assert r.status_code == 200, r.text
             return r.json()["choices"][0]["message"]["content"].strip()
 
-        served = [ask([{"role": "user", "content": h["question"]}]) for h in asked]
+        served = [ask([{"role": "user", "content": h["question"]}]) for h in asked]  # as any client asks
         assert served == [h["new_answer"] for h in asked]
-        print(served)
-        other = [ask([{"role": "system", "content": "x"}, {"role": "user", "content": h["question"]}]) for h in asked]
-        print(other)
+        # the test can fail: the same questions under another system prompt are answered otherwise
+        other = [ask([{"role": "system", "content": "You are a pirate."}, {"role": "user", "content": h["question"]}])
+                 for h in asked[:5]]
+        assert other != served[:5]
     finally:
         proc.terminate()
         proc.wait(10)
