@@ -63,8 +63,8 @@ def answer_all(model_dir: Path, conversations: list[list[dict]], config: EvalCon
     from ..train.chat_format import as_client_sends
     teacher = HFTeacher(model_dir, batch_size=config.batch_size)
     # a model that carries its system prompt is asked as a server's client asks it (none sent)
-    out = teacher.generate(as_client_sends(teacher.tokenizer, conversations), GenParams(temperature=0.0, max_tokens=config.max_new_tokens, seed=0),
-                           progress=progress)
+    out = teacher.generate(as_client_sends(teacher.tokenizer, conversations),
+                           GenParams(temperature=0.0, max_tokens=config.max_new_tokens, seed=0), progress=progress)
     return [o[0].strip() for o in out]
 
 

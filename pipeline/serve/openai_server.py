@@ -325,7 +325,9 @@ def create_app(model_dir: Path | None = None, name: str | None = None, batch_siz
                     index, safe, reason, error = await events.get()
                     if error:
                         metrics.count(endpoint, 500)
-                        yield f"data: {json.dumps({'error': {'message': f'generation failed: {error}', 'type': 'server_error', 'code': 'generation_failed'}})}\n\n"
+                        failure = {"message": f"generation failed: {error}", "type": "server_error",
+                                   "code": "generation_failed"}
+                        yield f"data: {json.dumps({'error': failure})}\n\n"
                         return
                     delta = safe[len(sent[index]):] if safe.startswith(sent[index]) else ""
                     if delta:

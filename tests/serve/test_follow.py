@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from pipeline.serve.follow import newest_accepted, read_registry
 from tests.sdg.test_teachers_http import serve
@@ -42,6 +43,7 @@ def test_newest_accepted_skips_rejected_missing_and_older(tmp_path):
     assert newest_accepted([relative], str(tmp_path / "runs"))[1] == tmp_path / "b"
 
 
+@pytest.mark.slow
 def test_the_server_follows_accepted_runs_without_failing_a_request(tmp_path):
     from pipeline.serve.openai_server import create_app
     root = tmp_path / "runs"

@@ -148,3 +148,24 @@ def test_an_api_key_guards_the_api_but_not_health(loud):
         assert ok.status_code == 200 and httpx.get(f"{url}/healthz").status_code == 200
     finally:
         srv.should_exit = True
+
+
+def test_a_failing_generation_is_a_500_and_the_server_goes_on(server):
+    url, app = server
+    engine = app.state.slot.current.engine
+
+    def boom(rows):
+        raise RuntimeError("out of memory (simulated)")
+
+    engine.generate = boom
+    try:
+        r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 500 and r.json()["error"]["code"] == "generation_failed"
+        assert "simulated" in r.json()["error"]["message"]
+        with httpx.stream("POST", f"{url}/v1/chat/completions",
+                          json={"messages": [{"role": "user", "content": "hi"}], "stream": True}) as s:
+            lines = [x for x in s.iter_lines() if x]
+        assert json.loads(lines[-1][6:])["error"]["code"] == "generation_failed"
+    finally:
+        del engine.generate
+    assert chat(url, "hi", max_tokens=3)["choices"][0]["finish_reason"] == "length"
