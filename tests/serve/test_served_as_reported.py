@@ -76,3 +76,34 @@ def test_served_answers_equal_the_report(sample_taxonomy, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_evaluation_and_the_server_give_the_same_answers(loud, tmp_path):
+    """Fast twin of the test above: a model carrying Sprout's prompt (as exports do) answers the
+    evaluation's batched questions (sent with the prompt) exactly as the server answers a client
+    that sends none; without the carried prompt the server's answers differ."""
+    from transformers import AutoModelForCausalLM
+
+    from pipeline.eval.evaluate import EvalConfig, answer_all, questions_for
+    from pipeline.serve.openai_server import create_app
+    from pipeline.train.chat_format import stamp
+    from tests.sdg.test_teachers_http import serve
+    tok = AutoTokenizer.from_pretrained(loud)
+    stamp(tok, SYSTEM)
+    AutoModelForCausalLM.from_pretrained(loud).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    questions = ["What is the highest point of Brenvik Isle?", "Where is Saltreach?", "hi", "What is a git branch?",
+                 "Who was Ada Lovelace and what did she write about the Analytical Engine?"]
+    items = questions_for({"heldout": [{"question": q, "answer": "x"} for q in questions]}, SYSTEM)
+    reported = answer_all(tmp_path / "m", [it["messages"] for it in items], EvalConfig(max_new_tokens=24))
+    answers = {}
+    for name, folder in (("carried", tmp_path / "m"), ("plain", loud)):
+        srv, url = serve(create_app(folder))
+        try:
+            answers[name] = [httpx.post(f"{url}/v1/chat/completions", timeout=60, json={
+                "messages": [{"role": "user", "content": q}], "temperature": 0, "max_tokens": 24}
+            ).json()["choices"][0]["message"]["content"].strip() for q in questions]
+        finally:
+            srv.should_exit = True
+    assert answers["carried"] == reported and len(set(reported)) > 2
+    assert answers["plain"] != reported
