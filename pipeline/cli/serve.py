@@ -40,6 +40,29 @@ def cmd_model_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_stamp(args: argparse.Namespace) -> int:
+    """Give a model made before exports carried their system prompt (or any HF folder) one."""
+    folder = Path(args.model_dir)
+    if not (folder / "config.json").is_file():
+        print(f"sprout model stamp: {folder} is not a Hugging Face model directory (no config.json)", file=sys.stderr)
+        return 2
+    from transformers import AutoTokenizer
+
+    from ..mix import SYSTEM
+    from ..train.chat_format import carried_system_prompt, stamp
+    tok = AutoTokenizer.from_pretrained(folder)
+    before = carried_system_prompt(tok)
+    try:
+        stamp(tok, args.system_prompt if args.system_prompt is not None else SYSTEM)
+    except ValueError as e:
+        print(f"sprout model stamp: {folder}: {e}", file=sys.stderr)
+        return 2
+    tok.save_pretrained(folder)
+    print(f"{folder}: default system prompt {carried_system_prompt(tok)!r}"
+          + (f" (was {before!r})" if before is not None else ""))
+    return 0
+
+
 def cmd_bot_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -108,6 +131,14 @@ def register(sub) -> None:
     ms.add_argument("--default-max-tokens", type=int, default=256, metavar="N",
                     help="max_tokens of a request that sets none (default: 256, within the context)")
     ms.set_defaults(func=cmd_model_serve)
+    st = msub.add_parser("stamp", help="make a model folder carry a default system prompt",
+                         description="Rewrite a model folder's chat template so that a conversation without "
+                                     "a system message gets SYSTEM_PROMPT (default: Sprout's training prompt), "
+                                     "as every model Sprout exports does: for models trained before that, or "
+                                     "any Hugging Face folder. Conversations with a system message are unchanged.")
+    st.add_argument("model_dir", help="a model directory (its tokenizer files are rewritten)")
+    st.add_argument("--system-prompt", metavar="TEXT", help="the prompt (default: pipeline/mix.py SYSTEM)")
+    st.set_defaults(func=cmd_model_stamp)
     md.set_defaults(func=lambda a: (md.print_help(), 2)[1])
 
     b = sub.add_parser("bot", help="the GitHub webhook bot",

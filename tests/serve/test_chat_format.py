@@ -83,3 +83,18 @@ def test_the_data_names_its_prompt_and_eval_asks_as_a_client(tok, tmp_path):
     assert as_client_sends(tok, convs) == convs  # a model without a carried prompt keeps the caller's
     stamp(tok, SYSTEM)
     assert as_client_sends(tok, convs) == [[{"role": "user", "content": "q"}]]
+
+
+def test_sprout_model_stamp_gives_an_existing_model_its_prompt(tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    from pipeline.cli import main
+    from pipeline.mix import SYSTEM as SPROUT
+    folder = tiny_model(tmp_path / "old")
+    assert main(["model", "stamp", str(folder)]) == 0
+    assert carried_system_prompt(AutoTokenizer.from_pretrained(folder)) == SPROUT
+    assert main(["model", "stamp", str(folder), "--system-prompt", SYSTEM]) == 0
+    assert carried_system_prompt(AutoTokenizer.from_pretrained(folder)) == SYSTEM
+    assert f"(was {SPROUT!r})" in capsys.readouterr().out
+    (folder / "config.json").unlink()
+    assert main(["model", "stamp", str(folder)]) == 2
