@@ -172,16 +172,22 @@ class Engine:
         with torch.inference_mode():
             cache = DynamicCache()
             logits = self._forward(ids, mask, pos, cache)
+            live = list(rows)
             for _ in range(max(r.max_tokens for r in rows)):
-                tokens = self._choose(logits, rows, generators)
-                for r, t in zip(rows, tokens):
-                    if r.finish_reason is None:
-                        self._advance(r, t)
-                if all(r.finish_reason is not None for r in rows):
+                tokens = self._choose(logits, live, generators)
+                for r, t in zip(live, tokens):
+                    self._advance(r, t)
+                keep = [i for i, r in enumerate(live) if r.finish_reason is None]
+                if not keep:
                     break
-                step = torch.tensor([[t if r.finish_reason is None else self.pad_id]
-                                     for r, t in zip(rows, tokens)], dtype=torch.long, device=self.device)
-                mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long, device=self.device)], 1)
+                if len(keep) < len(live):  # finished rows leave the batch: a long row alone is not 8x the work
+                    index = torch.tensor(keep, device=self.device)
+                    cache.batch_select_indices(index)
+                    mask, pos = mask[index], pos[index]
+                    live, tokens = [live[i] for i in keep], [tokens[i] for i in keep]
+                    generators = [generators[i] for i in keep]
+                step = torch.tensor([[t] for t in tokens], dtype=torch.long, device=self.device)
+                mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long, device=self.device)], 1)
                 pos = pos[:, -1:] + 1
                 logits = self._forward(step, mask, pos, cache)
         for r in rows:  # max_tokens reached by every row at once

@@ -93,7 +93,10 @@ def test_streaming_sends_the_same_text_as_one_answer(server):
 
 def test_concurrent_requests_are_batched_with_the_answers_of_one_at_a_time(server):
     url, app = server
-    alone = [chat(url, q, temperature=0, max_tokens=20)["choices"][0]["message"]["content"] for q in QUESTIONS]
+    # lengths differ, so rows finish at different steps and leave the running batch
+    lengths = [6 + 3 * i for i in range(len(QUESTIONS))]
+    alone = [chat(url, q, temperature=0, max_tokens=n)["choices"][0]["message"]["content"]
+             for q, n in zip(QUESTIONS, lengths)]
     scheduler = app.state.slot.current.scheduler
     batches = scheduler.batches
     together: list = [None] * len(QUESTIONS)
@@ -101,7 +104,7 @@ def test_concurrent_requests_are_batched_with_the_answers_of_one_at_a_time(serve
 
     def ask(i):
         barrier.wait()
-        together[i] = chat(url, QUESTIONS[i], temperature=0, max_tokens=20)["choices"][0]["message"]["content"]
+        together[i] = chat(url, QUESTIONS[i], temperature=0, max_tokens=lengths[i])["choices"][0]["message"]["content"]
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(QUESTIONS))]
     for t in threads:
