@@ -272,10 +272,13 @@ def create_app(model_dir: Path | None = None, name: str | None = None, batch_siz
 
         def usage() -> dict:
             completion = sum(r.generated for r in rows)
-            metrics.prompt_tokens += len(prompt)
-            metrics.completion_tokens += completion
             return {"prompt_tokens": len(prompt), "completion_tokens": completion,
                     "total_tokens": len(prompt) + completion}
+
+        def account(status: int) -> None:
+            metrics.count(endpoint, status)
+            metrics.prompt_tokens += len(prompt)
+            metrics.completion_tokens += sum(r.generated for r in rows)
 
         def finish_reason(r: Row) -> str:
             return "length" if r.finish_reason == "length" else "stop"
@@ -292,13 +295,13 @@ def create_app(model_dir: Path | None = None, name: str | None = None, batch_siz
                 release()
             failed = [r.error for r in rows if r.error]
             if failed:
-                metrics.count(endpoint, 500)
+                account(500)
                 return _error(500, f"generation failed: {failed[0]}", "generation_failed", "server_error")
             choices = [{"index": r.index, "message": {"role": "assistant", "content": r.text}, "logprobs": None,
                         "finish_reason": finish_reason(r)} if chat else
                        {"index": r.index, "text": r.text, "logprobs": None, "finish_reason": finish_reason(r)}
                        for r in rows]
-            metrics.count(endpoint, 200)
+            account(200)
             return JSONResponse({**head, "choices": choices, "usage": usage()}, headers=headers)
 
         chunk_object = "chat.completion.chunk" if chat else "text_completion"
@@ -324,7 +327,7 @@ def create_app(model_dir: Path | None = None, name: str | None = None, batch_siz
                 while done < len(rows):
                     index, safe, reason, error = await events.get()
                     if error:
-                        metrics.count(endpoint, 500)
+                        account(500)
                         failure = {"message": f"generation failed: {error}", "type": "server_error",
                                    "code": "generation_failed"}
                         yield f"data: {json.dumps({'error': failure})}\n\n"
@@ -336,7 +339,7 @@ def create_app(model_dir: Path | None = None, name: str | None = None, batch_siz
                     if reason is not None:
                         done += 1
                         yield chunk(index, None, finish_reason(rows[index]))
-                metrics.count(endpoint, 200)
+                account(200)
                 if params.include_usage:
                     yield f"data: {json.dumps({**head, 'object': chunk_object, 'choices': [], 'usage': usage()})}\n\n"
                 yield "data: [DONE]\n\n"

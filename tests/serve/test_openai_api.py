@@ -113,8 +113,10 @@ def test_concurrent_requests_are_batched_with_the_answers_of_one_at_a_time(serve
         t.join()
     assert together == alone
     assert scheduler.batches - batches < len(QUESTIONS)  # some were generated together
-    metrics = httpx.get(f"{url}/metrics").text
-    assert 'sprout_serve_requests_total{endpoint="chat",status="200"}' in metrics
+    metrics = dict(line.rsplit(" ", 1) for line in httpx.get(f"{url}/metrics").text.splitlines()
+                   if line and not line.startswith("#"))
+    assert int(metrics['sprout_serve_requests_total{endpoint="chat",status="200"}']) >= 16
+    assert int(metrics["sprout_serve_completion_tokens_total"]) >= 2 * sum(lengths)
 
 
 @pytest.mark.parametrize("body, status, code", [
