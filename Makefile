@@ -39,6 +39,7 @@ bench: setup  # every benchmark once (filter: --quick; its full run with the 5k 
 	$(PY) bench/filter.py --quick
 	$(PY) bench/train.py
 	$(PY) bench/rerun.py
+	$(PY) bench/serve.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

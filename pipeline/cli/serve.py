@@ -3,22 +3,63 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 
 def cmd_model_serve(args: argparse.Namespace) -> int:
-    model_dir = Path(args.model_dir)
-    if not (model_dir / "config.json").is_file():
-        print(f"sprout model serve: {model_dir} is not a Hugging Face model directory (no config.json)",
+    if (args.model_dir is None) == (args.follow is None):
+        print("sprout model serve: give a model folder or --follow RUNS_ROOT (not both)", file=sys.stderr)
+        return 2
+    if args.model_dir is not None and not (Path(args.model_dir) / "config.json").is_file():
+        print(f"sprout model serve: {args.model_dir} is not a Hugging Face model directory (no config.json)",
               file=sys.stderr)
         return 2
+    if args.follow is not None:
+        from ..serve.follow import read_registry
+        try:
+            read_registry(args.follow)
+        except (OSError, ValueError) as e:
+            print(f"sprout model serve: --follow {args.follow}: {e}", file=sys.stderr)
+            return 2
     import uvicorn
 
     from ..serve.openai_server import create_app
-    app = create_app(model_dir, name=args.name)
-    print(f"serving {model_dir} at http://{args.host}:{args.port}/v1 (OpenAI-compatible)", file=sys.stderr)
+    app = create_app(Path(args.model_dir) if args.model_dir else None, name=args.name, follow=args.follow,
+                     batch_size=args.max_batch, wait_ms=args.batch_wait_ms, interval=args.poll,
+                     default_max_tokens=args.default_max_tokens,
+                     api_key=os.environ.get("SPROUT_SERVE_API_KEY") or None)
+    current = app.state.slot.current
+    what = (f"the registry's newest accepted model under {args.follow} "
+            f"({current.id if current else 'none yet: 503 until one is accepted'}; checked every {args.poll:g}s)"
+            if args.follow else str(args.model_dir))
+    print(f"serving {what} at http://{args.host}:{args.port}/v1 (OpenAI-compatible; /healthz, /metrics)",
+          file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_model_stamp(args: argparse.Namespace) -> int:
+    """Give a model made before exports carried their system prompt (or any HF folder) one."""
+    folder = Path(args.model_dir)
+    if not (folder / "config.json").is_file():
+        print(f"sprout model stamp: {folder} is not a Hugging Face model directory (no config.json)", file=sys.stderr)
+        return 2
+    from transformers import AutoTokenizer
+
+    from ..mix import SYSTEM
+    from ..train.chat_format import carried_system_prompt, stamp
+    tok = AutoTokenizer.from_pretrained(folder)
+    before = carried_system_prompt(tok)
+    try:
+        stamp(tok, args.system_prompt if args.system_prompt is not None else SYSTEM)
+    except ValueError as e:
+        print(f"sprout model stamp: {folder}: {e}", file=sys.stderr)
+        return 2
+    tok.save_pretrained(folder)
+    print(f"{folder}: default system prompt {carried_system_prompt(tok)!r}"
+          + (f" (was {before!r})" if before is not None else ""))
     return 0
 
 
@@ -65,15 +106,39 @@ def settings_help() -> str:
 def register(sub) -> None:
     md = sub.add_parser("model", help="work with models")
     msub = md.add_subparsers(dest="model_command", metavar="COMMAND")
-    ms = msub.add_parser("serve", help="serve a model with an OpenAI-compatible API",
-                         description="Serve any Hugging Face causal-LM directory at /v1/models, "
-                                     "/v1/chat/completions and /v1/completions, e.g. as a teacher for "
-                                     "'sprout generate --teacher http://127.0.0.1:8000/v1'.")
-    ms.add_argument("model_dir", help="a model directory (config.json, weights, tokenizer)")
+    ms = msub.add_parser(
+        "serve", help="serve a model with an OpenAI-compatible API",
+        description="Serve a Hugging Face causal-LM directory, or with --follow the registry's newest "
+                    "accepted model, at /v1/models, /v1/chat/completions and /v1/completions (stream, "
+                    "stop, max_tokens, temperature (0: greedy), top_p, n, seed, usage), with /healthz "
+                    "and /metrics. Requests that arrive together are generated as one batch. A model "
+                    "Sprout trained carries its system prompt in its chat template: send none. Also a "
+                    "teacher for 'sprout generate --teacher http://127.0.0.1:8000/v1'. With "
+                    "SPROUT_SERVE_API_KEY set, /v1 requires 'Authorization: Bearer <key>'.")
+    ms.add_argument("model_dir", nargs="?", help="a model directory (config.json, weights, tokenizer)")
+    ms.add_argument("--follow", metavar="RUNS_ROOT",
+                    help="serve the newest accepted model of this runs root's registry (models.json) and "
+                         "switch to each newly accepted one without failing a request; never a rejected one")
+    ms.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
+                    help="with --follow: how often the registry is read (default: 2)")
     ms.add_argument("--host", default="127.0.0.1")
     ms.add_argument("--port", type=int, default=8000)
-    ms.add_argument("--name", help="model id to serve under (default: the folder name)")
+    ms.add_argument("--name", help="model id to serve under (default: the folder name; with --follow 'sprout')")
+    ms.add_argument("--max-batch", type=int, default=16, metavar="ROWS",
+                    help="most sequences generated together (default: 16; 1 serves one request at a time)")
+    ms.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
+                    help="how long a request waits for others to batch with (default: 5)")
+    ms.add_argument("--default-max-tokens", type=int, default=256, metavar="N",
+                    help="max_tokens of a request that sets none (default: 256, within the context)")
     ms.set_defaults(func=cmd_model_serve)
+    st = msub.add_parser("stamp", help="make a model folder carry a default system prompt",
+                         description="Rewrite a model folder's chat template so that a conversation without "
+                                     "a system message gets SYSTEM_PROMPT (default: Sprout's training prompt), "
+                                     "as every model Sprout exports does: for models trained before that, or "
+                                     "any Hugging Face folder. Conversations with a system message are unchanged.")
+    st.add_argument("model_dir", help="a model directory (its tokenizer files are rewritten)")
+    st.add_argument("--system-prompt", metavar="TEXT", help="the prompt (default: pipeline/mix.py SYSTEM)")
+    st.set_defaults(func=cmd_model_stamp)
     md.set_defaults(func=lambda a: (md.print_help(), 2)[1])
 
     b = sub.add_parser("bot", help="the GitHub webhook bot",

@@ -61,9 +61,11 @@ def answer_all(model_dir: Path, conversations: list[list[dict]], config: EvalCon
     if not conversations:
         return []
     from ..sdg.teachers import GenParams, HFTeacher
+    from ..train.chat_format import as_client_sends
     teacher = HFTeacher(model_dir, batch_size=config.batch_size)
-    out = teacher.generate(conversations, GenParams(temperature=0.0, max_tokens=config.max_new_tokens, seed=0),
-                           progress=progress)
+    # a model that carries its system prompt is asked as a server's client asks it (none sent)
+    out = teacher.generate(as_client_sends(teacher.tokenizer, conversations),
+                           GenParams(temperature=0.0, max_tokens=config.max_new_tokens, seed=0), progress=progress)
     return [o[0].strip() for o in out]
 
 
@@ -78,11 +80,13 @@ def probe_loss(model_dir: Path, rows: list[list[dict]], system: str) -> float:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..train.chat_format import as_client_sends
     from ..train.data import tokenize_dataset
     from ..train.packing import Bin, collate, loss_sum
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    convs = [[{"role": "system", "content": system}, *[m for m in r if m["role"] != "system"]] for r in rows]
+    convs = as_client_sends(tok, [[{"role": "system", "content": system}, *[m for m in r if m["role"] != "system"]]
+                                  for r in rows])
     samples, _ = tokenize_dataset(tok, convs, 1024)
     total, count = 0.0, 0
     with torch.no_grad():

@@ -76,6 +76,9 @@ class TrainConfig:
     step of that phase, once (a marker in the run folder), as a machine or worker would die."""
     stop_after_steps: int | None = None
     """Testing aid: end the process abruptly after this many optimizer steps in total."""
+    system_prompt: str | None = None
+    """The system prompt the data was written with, trained with and carried by every exported
+    model as its chat template's default (see chat_format.py); None: the data's most frequent one."""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -264,6 +267,7 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(start_from)
+    _stamp_system_prompt(tokenizer, config)  # trained as exported: a row without one gets the same prompt
     attention = _attention(config)
     # rank 0 tokenises (once per run: cached in the run folder), every other rank receives it
     samples, report = phase_samples(tokenizer, start_from, Path(config.data_dir) / phase.data, config.max_len,
@@ -481,6 +485,12 @@ def freeze_below(model, layers: int) -> int:
                 p.requires_grad_(True)
     # under ZeRO-3 a parameter holds only its shard: ds_numel is its whole size
     return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+
+
+def _stamp_system_prompt(tokenizer, config: TrainConfig) -> None:
+    from .chat_format import data_system_prompt, stamp
+    stamp(tokenizer, config.system_prompt or data_system_prompt(
+        [Path(config.data_dir) / p.data for p in config.phases]))
 
 
 class ExportError(RuntimeError):
