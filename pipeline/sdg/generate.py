@@ -128,16 +128,14 @@ def ask(teacher: Teacher, batch: list[prompts.Prompt], n: int, params: GenParams
     done = journal.load()
     todo = [i for i, k in enumerate(keys) if k not in done]
     if todo and hasattr(teacher, "submit"):
-        futures = {}
-        for i in todo:
-            f = teacher.submit(batch[i], n, params)
-            f.add_done_callback(lambda f, k=keys[i]: f.exception() or journal.append(k, f.result()))
-            futures[i] = f
-        concurrent.futures.wait(list(futures.values()))
-        failed = [f.exception() for f in futures.values() if f.exception()]
-        for i, f in futures.items():
-            if not f.exception():
-                done[keys[i]] = f.result()
+        futures = {teacher.submit(batch[i], n, params): i for i in todo}
+        failed = []
+        for f in concurrent.futures.as_completed(futures):  # journaled here, as each arrives
+            if f.exception() is not None:
+                failed.append(f.exception())
+            else:
+                done[keys[futures[f]]] = f.result()
+                journal.append(keys[futures[f]], f.result())
         if failed:  # what did arrive stays journaled: a rerun asks only the rest
             raise TeacherError(f"{len(failed)} of {len(todo)} requests failed; first: {failed[0]}")
     elif todo:
