@@ -141,3 +141,39 @@ def test_generate_summary_is_json(server_factory, sample_taxonomy, tmp_path):
              only=["compositional_skills/writing"])
     summary = json.loads((tmp_path / "o" / "generate_summary.json").read_text())
     assert summary["cost"]["requests"] > 0 and set(summary["funnel"]) >= {"parsed", "refused", "truncated"}
+
+
+def test_a_run_records_what_it_cost(server_factory, sample_taxonomy, tmp_path):
+    import shutil
+
+    from pipeline.run import RunConfig, run
+    url, state = server_factory()
+    for leaf in ("knowledge", "compositional_skills/grounded", "compositional_skills/reasoning"):
+        shutil.rmtree(sample_taxonomy / leaf)  # one skill leaf is enough
+    out, _ = run(RunConfig(taxonomy=str(sample_taxonomy), out=str(tmp_path / "run"), runs_root=str(tmp_path / "runs"),
+                           teacher=url + "/v1", judge="teacher", teacher_concurrency=8, embeddings=False,
+                           changed_only=True), log=lambda m: None, until="filter")
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    gen, filt = stages["generate"], stages["filter"]
+    assert gen["cost"]["requests"] == sum(c["requests"] for c in gen["leaf_cost"].values()) > 0
+    assert filt["cost"]["requests"] > 0  # the judge's requests, counted apart
+    assert gen["cost"]["requests"] + filt["cost"]["requests"] == state["answered"]
+    assert gen["funnel"]["parsed"] == 2 * gen["cost"]["requests"]  # two samples per prompt
+
+
+def test_cost_goes_to_mlflow_when_asked(tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    from pipeline.sdg.cost import log_mlflow
+    manifest = {"run_id": "run-x", "config": {"teacher": "http://t/v1"},
+                "stages": {"generate": {"cost": {"requests": 7, "prompt_tokens": 700},
+                                        "leaf_cost": {"knowledge/a/qna.yaml": {"requests": 7, "parsed": 6}}},
+                           "filter": {"cost": {"requests": 3}}}}
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert log_mlflow(manifest) is False  # not asked: nothing logged
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the local file store, for this test
+    assert log_mlflow(manifest) is True
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert len(runs) == 1 and runs[0].info.run_name == "run-x"
+    m = runs[0].data.metrics
+    assert m["generate.requests"] == 7 and m["filter.requests"] == 3 and m["generate.leaf.knowledge.a.parsed"] == 6
