@@ -423,7 +423,7 @@ def main() -> None:
         serve(args)
         return
     C = args.capacity or (16 if args.quick else 64)
-    leaves = args.leaves or (4 if args.quick else 32)
+    leaves = args.leaves or (2 if args.quick else 32)
     CAPACITY = C
     os.environ["SPROUT_CACHE"] = tempfile.mkdtemp(prefix="sprout-bench-cache-")
     work = Path(tempfile.mkdtemp(prefix="sprout-bench-tax-"))
