@@ -138,9 +138,9 @@ def ask(teacher: Teacher, batch: list[prompts.Prompt], n: int, params: GenParams
                 journal.append(keys[futures[f]], f.result())
         if failed:  # what did arrive stays journaled: a rerun asks only the rest
             raise TeacherError(f"{len(failed)} of {len(todo)} requests failed; first: {failed[0]}")
-    elif todo:
+    elif todo:  # offline or a local model: no endpoint, nothing to count as its cost
         for i, texts in zip(todo, teacher.complete([batch[i] for i in todo], n, params)):
-            done[keys[i]] = Completion(list(texts), [None] * len(texts), Cost(requests=1))
+            done[keys[i]] = Completion(list(texts), [None] * len(texts), Cost())
             journal.append(keys[i], done[keys[i]])
     out = [done[k] for k in keys]
     total = Cost()
