@@ -159,6 +159,7 @@ def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, confi
     started = time.time()
     records, malformed = [], 0
     funnel = dict.fromkeys(FUNNEL, 0)
+    rejects: dict[str, list[str]] = {}
     log = Journal(journal)
 
     def parse(completion: Completion):
@@ -166,7 +167,10 @@ def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, confi
         for text, finish in zip(completion.texts, completion.finish):
             pairs, bad = parse_pairs(text)
             malformed += bad
-            funnel[classify(text, len(pairs), finish)] += 1
+            fate = classify(text, len(pairs), finish)
+            funnel[fate] += 1
+            if fate != "parsed" and len(rejects.setdefault(fate, [])) < 2:
+                rejects[fate].append(text[:400])  # what the teacher wrote instead, for people
             yield from pairs
     info = leaf_info(leaf, config.heldout_seed)
     # Prompts see only the training share of the seeds: held-out items never reach the teacher.
@@ -200,7 +204,7 @@ def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, confi
     info["decontaminated"] = len(leaked)
     cost.seconds = time.time() - started
     return {"leaf": info, "records": records, "malformed": malformed, "seconds": time.time() - started,
-            "funnel": funnel, "cost": cost.as_dict()}
+            "funnel": funnel, "rejects": rejects, "cost": cost.as_dict()}
 
 
 def _record(leaf: LeafResult, teacher: Teacher, shape: str, pair: dict, chunk: Chunk | None = None,
@@ -304,7 +308,7 @@ def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: Gener
             write_jsonl(cache / f"{key}.leaf.json.tmp", [result["leaf"]])
             os.replace(cache / f"{key}.leaf.json.tmp", cache / f"{key}.leaf.json")
             meta = {"malformed": result["malformed"], "seconds": round(result["seconds"], 3),
-                    "funnel": result["funnel"], "cost": result["cost"]}
+                    "funnel": result["funnel"], "rejects": result["rejects"], "cost": result["cost"]}
             (cache / f"{key}.meta.json").write_text(json.dumps(meta))
             write_jsonl(cache / f"{key}.jsonl", result["records"])  # last: marks the leaf complete
             (cache / f"{key}.journal.jsonl").unlink(missing_ok=True)
@@ -326,7 +330,8 @@ def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: Gener
         n = write_jsonl(generated_dir / f"{slug(leaf.path)}.jsonl", records)
         row = {"path": leaf.path, "key": key, "status": "generated" if key in fresh else "cached",
                "samples": n, "malformed": meta["malformed"], "seconds": meta["seconds"],
-               "funnel": meta.get("funnel") or {}, "cost": meta.get("cost") or Cost().as_dict()}
+               "funnel": meta.get("funnel") or {}, "rejects": meta.get("rejects") or {},
+               "cost": meta.get("cost") or Cost().as_dict()}
         summary["leaves"].append(row)
         if key in fresh:  # a cached leaf cost this run nothing
             total.add(Cost.of(row["cost"]))

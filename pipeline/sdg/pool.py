@@ -222,7 +222,7 @@ class RequestPool:
             else:
                 if status is not None and status < 400:
                     try:
-                        done = self._parse(r.json(), body.get("n", 1))
+                        done = self._parse(r.json(), body.get("n", 1), body.get("max_tokens"))
                     except (ValueError, KeyError, TypeError, AttributeError):
                         problem = "the answer is not an OpenAI chat completion"
                     else:
@@ -243,13 +243,15 @@ class RequestPool:
             await asyncio.sleep(wait)
 
     @staticmethod
-    def _parse(data: dict, n: int) -> Completion:
+    def _parse(data: dict, n: int, max_tokens: int | None = None) -> Completion:
         choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
         texts = [((c.get("message") or {}).get("content") or "") for c in choices]
         finish = [c.get("finish_reason") for c in choices]
         usage = data.get("usage") or {}
         cost = Cost(requests=1, prompt_tokens=int(usage.get("prompt_tokens") or 0),
                     completion_tokens=int(usage.get("completion_tokens") or 0))
+        if max_tokens and n == 1 and cost.completion_tokens >= max_tokens and finish[:1] != ["length"]:
+            finish = ["length"]  # a server that always says "stop": the usage shows the cut
         # a short answer list yields empty completions, counted as such downstream
         return Completion((texts + [""] * n)[:n], (finish + [None] * n)[:n], cost)
 

@@ -177,3 +177,11 @@ def test_cost_goes_to_mlflow_when_asked(tmp_path, monkeypatch):
     assert len(runs) == 1 and runs[0].info.run_name == "run-x"
     m = runs[0].data.metrics
     assert m["generate.requests"] == 7 and m["filter.requests"] == 3 and m["generate.leaf.knowledge.a.parsed"] == 6
+
+
+def test_a_cut_completion_is_truncated_even_when_the_server_says_stop():
+    from pipeline.sdg.pool import RequestPool
+    data = {"choices": [{"index": 0, "message": {"content": "[Question]\nWhy"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 32}}
+    assert RequestPool._parse(data, 1, max_tokens=32).finish == ["length"]
+    assert RequestPool._parse(data, 1, max_tokens=64).finish == ["stop"]
