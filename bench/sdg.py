@@ -435,9 +435,12 @@ def main() -> None:
           f"sequence; {leaves} leaves, {len(rows)} chunks, {len(rows) * PAIRS_PER_CHUNK} samples requested", flush=True)
     arms = [a.strip() for a in args.arms.split(",")]
     if any(a.startswith("sdg-hub") for a in arms):
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm  # noqa: F401 (imported before the clock starts: ~10 s here, not the flow's speed)
-        import sdg_hub  # noqa: F401
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: no cost map download
+        try:  # imported before the clock starts: ~10 s here, not the flow's speed
+            import litellm  # noqa: F401
+            import sdg_hub  # noqa: F401
+        except ImportError as e:
+            print(f"sdg-hub arms: {e} (pip install sdg-hub); they will report the error", flush=True)
     results = []
     try:
         for i, arm in enumerate(arms):
