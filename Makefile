@@ -40,6 +40,7 @@ bench: setup  # every benchmark once (filter: --quick; its full run with the 5k 
 	$(PY) bench/train.py
 	$(PY) bench/rerun.py
 	$(PY) bench/serve.py
+	$(PY) bench/sdg.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

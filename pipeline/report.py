@@ -15,7 +15,9 @@ report.json (schema version 1; fields are only ever added):
   forgetting {probe, questions, base, new, threshold, f1_base, f1_new, f1_interval, f1_threshold,
              loss_passed, f1_passed, passed}: base/new are the deployed/new model's mean token
              loss on the general probe (disjoint from every replay file);
-  funnel {in, out, filters {name: dropped}}; training {phase: [{step, loss}]}; timings {stage: s}
+  funnel {in, out, filters {name: dropped}}; training {phase: [{step, loss}]}; timings {stage: s};
+  cost {stage: {requests, retries, throttled, errors, prompt_tokens, completion_tokens, seconds}}
+  (teacher/judge requests per stage; per leaf in manifest.json)
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def markdown(report: dict) -> str:
     f = report["funnel"]
     lines += ["", f"**Data funnel:** {f['in']} generated → {f['out']} kept — " +
               ", ".join(f"{k} −{v}" for k, v in f["filters"].items() if v)]
+    lines += _cost_lines(report)
     xs, ys = _curve(report)
     if ys:
         lines += ["", "```mermaid", "xychart-beta", '    title "Training loss"',
@@ -136,6 +139,12 @@ def markdown(report: dict) -> str:
                   f"started from {report['started_from']['kind']} · "
                   + " · ".join(f"{k} {v:.0f}s" for k, v in report["timings"].items()) + "</sub>"]
     return "\n".join(lines) + "\n"
+
+
+def _cost_lines(report: dict) -> list[str]:
+    from .sdg.cost import text
+    return [f"**Teacher cost, {stage}:** {text(c)}" for stage, c in (report.get("cost") or {}).items()
+            if c.get("requests") or c.get("errors")]
 
 
 def forgetting_text(fg: dict) -> str:
@@ -234,6 +243,7 @@ tr.improved td{{background:#efe}}td.leaf{{overflow-wrap:anywhere}}.smoke{{backgr
 <h2>Leaves</h2><table id="leaves"><tr><th>leaf</th><th>class</th><th>samples</th>{header}{"<th>judge deployed → new</th>" if judged else ""}</tr>{rows}</table>
 <h2>Training loss</h2>{_svg(report)}
 <h2>Data funnel</h2><p>{report['funnel']['in']} generated → {report['funnel']['out']} kept</p><ul>{funnel}</ul>
+{''.join(f"<p>{e(line.replace('**', ''))}</p>" for line in _cost_lines(report))}
 <h2>Forgetting</h2><p id="forgetting">{e(forgetting_text(fg))}</p>
 <h2>Answers</h2>{answers}
 <p><small>run {e(report['run_id'])}</small></p></body></html>"""

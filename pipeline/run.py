@@ -40,6 +40,8 @@ class RunConfig:
     """Where the model registry (models.json) and the default base student live."""
     teacher: str = "offline"
     teacher_model: str | None = None
+    teacher_concurrency: int = 128
+    """Requests in flight to an OpenAI-compatible teacher or judge, all leaves together."""
     judge: str | None = None
     """A model that grades answers (filter and evaluation): 'teacher' (the default: the teacher
     when it is a model), 'none', an http(s) OpenAI-compatible URL or a model folder."""
@@ -256,23 +258,29 @@ class Run:
     def generate(self) -> dict:
         from .sdg.generate import generate
         from .sdg.teachers import make_teacher
-        teacher = make_teacher(self.config.teacher, model=self.config.teacher_model)
+        from .sdg.cost import text
+        teacher = make_teacher(self.config.teacher, model=self.config.teacher_model,
+                               concurrency=self.config.teacher_concurrency)
         only = self.state["changed"] if self.config.changed_only else None
         summary = generate(Path(self.state["taxonomy_path"]), self.out / "data", teacher, only=only)
         fresh = [x["path"] for x in summary["leaves"] if x["status"] == "generated"]
-        self.log(f"[generate] {len(fresh)} leaves generated, {len(summary['leaves']) - len(fresh)} from cache")
-        return {"generated_leaves": fresh, "samples": sum(x["samples"] for x in summary["leaves"])}
+        self.log(f"[generate] {len(fresh)} leaves generated, {len(summary['leaves']) - len(fresh)} from cache; "
+                 f"teacher: {text(summary['cost'])}")
+        return {"generated_leaves": fresh, "samples": sum(x["samples"] for x in summary["leaves"]),
+                "cost": summary["cost"], "funnel": summary["funnel"],
+                "leaf_cost": {x["path"]: {**x["cost"], **x["funnel"]} for x in summary["leaves"]
+                              if x["status"] == "generated"}}
 
     def _judge(self):
         """The model that grades (filter and evaluation), or None."""
         from .sdg.teachers import make_teacher
         c = self.config
         if c.judge in (None, "", "teacher"):
-            teacher = make_teacher(c.teacher, model=c.teacher_model)
+            teacher = make_teacher(c.teacher, model=c.teacher_model, concurrency=c.teacher_concurrency)
             return teacher if getattr(teacher, "can_judge", False) else None  # the offline one cannot
         if c.judge == "none":
             return None
-        return make_teacher(c.judge, model=c.judge_model)
+        return make_teacher(c.judge, model=c.judge_model, concurrency=c.teacher_concurrency)
 
     def filter(self) -> dict:
         from .filter.run import FilterConfig, run_filters_cached, write_report
@@ -280,7 +288,9 @@ class Run:
         data = self.out / "data"
         records = [r for f in sorted((data / "generated").glob("*.jsonl")) for r in read_jsonl(f)]
         leaves = read_leaf_infos(data)
+        from .sdg import cost
         judge = self._judge()
+        started = time.time()
         kept, rep, fresh = run_filters_cached(records, leaves, FilterConfig(use_embeddings=self.config.embeddings),
                                               teacher=judge)
         self.log(f"[filter] {len(fresh)} leaves filtered, {len(leaves) - len(fresh)} from cache"
@@ -292,8 +302,10 @@ class Run:
         write_jsonl(data / "heldout.jsonl", heldout)
         write_jsonl(data / "filtered.jsonl", kept)
         self.manifest["heldout"] = heldout
+        spent = cost.of(judge)
+        spent.seconds = time.time() - started
         return {"in": rep["totals"]["in"], "out": rep["totals"]["out"], "heldout": len(heldout),
-                "filtered_leaves": fresh, "judge": judge.identity if judge else None}
+                "filtered_leaves": fresh, "judge": judge.identity if judge else None, "cost": spent.as_dict()}
 
     def mix(self) -> dict:
         from dataclasses import replace
@@ -418,11 +430,14 @@ class Run:
         config = EvalConfig(probe_questions=self.config.probe_questions, seed=self.config.seed)
         asked = sorted(changed) + pick_unchanged(list(infos), changed, config.unchanged_sample, config.seed)
         deployed = self._deployed()
+        judge = self._judge()
         result = evaluate(deployed, Path(self.state["new_model"]), {p: infos[p] for p in asked}, SYSTEM,
-                          config=config, judge=self._judge(), base_dir=self._original_base(), changed=changed,
+                          config=config, judge=judge, base_dir=self._original_base(), changed=changed,
                           log=self.log)
         (self.out / "evaluation.json").write_text(json.dumps(result, indent=2))
-        return {"leaves": len(result["leaves"]), "forgetting_passed": result["forgetting"]["passed"]}
+        from .sdg.cost import of
+        return {"leaves": len(result["leaves"]), "forgetting_passed": result["forgetting"]["passed"],
+                "cost": of(judge).as_dict()}
 
     def report(self) -> dict:
         from . import report as rpt
@@ -477,6 +492,7 @@ class Run:
                   "funnel": {"in": frep["totals"]["in"], "out": frep["totals"]["out"],
                              "filters": {k: v["dropped"] for k, v in frep["totals"]["filters"].items()}},
                   "training": training,
+                  "cost": {k: v["cost"] for k, v in self.manifest["stages"].items() if v.get("cost")},
                   "timings": {k: v.get("seconds", 0) for k, v in self.manifest["stages"].items() if k != "report"}}
         rpt.write(report, self.out)
         self.register({"id": self.manifest["run_id"], "path": self.state["new_model"], "run": str(self.out.resolve()),
@@ -488,5 +504,9 @@ class Run:
 
 
 def run(config: RunConfig, log=print, until: str = "report") -> tuple[Path, dict | None]:
+    from .sdg.cost import log_mlflow
     r = Run(config, log)
-    return r.out, r.execute(until)
+    report = r.execute(until)
+    if log_mlflow(r.manifest, log=log):
+        log("[cost] logged to MLflow")
+    return r.out, report

@@ -26,7 +26,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     taxonomy = Path(args.taxonomy or ("taxonomy" if Path("taxonomy").is_dir() else "."))
     out = Path(args.out)
     try:
-        teacher = make_teacher(args.teacher, model=args.model, api_key=os.environ.get("SPROUT_TEACHER_API_KEY"))
+        teacher = make_teacher(args.teacher, model=args.model, api_key=os.environ.get("SPROUT_TEACHER_API_KEY"),
+                               concurrency=args.teacher_concurrency)
     except TeacherError as e:
         print(f"sprout generate: {e}", file=sys.stderr)
         return 2
@@ -63,6 +64,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     fresh = sum(x["status"] == "generated" for x in leaves)
     print(f"{len(leaves)} leaves ({fresh} generated, {len(leaves) - fresh} from cache), "
           f"{sum(x['samples'] for x in leaves)} samples in {time.time() - started:.1f} s -> {out / 'generated'}")
+    from ..sdg.cost import text
+    funnel = ", ".join(f"{k} {v}" for k, v in summary["funnel"].items() if v)
+    print(f"teacher: {text(summary['cost'])}" + (f"; completions: {funnel}" if funnel else ""))
     return 0
 
 
@@ -154,6 +158,9 @@ def register(sub) -> None:
     g.add_argument("--out", default="runs/data", help="output folder (default: runs/data)")
     g.add_argument("--teacher", default="offline", help="offline | URL | model directory")
     g.add_argument("--model", help="model name on an OpenAI-compatible server")
+    g.add_argument("--teacher-concurrency", type=int, default=128, metavar="N",
+                   help="requests in flight to an OpenAI-compatible teacher, all leaves together; 429/503 "
+                        "answers shrink it, Retry-After is honoured (default: 128)")
     g.add_argument("--leaves", nargs="+", metavar="PATH", help="only these leaves (paths or folders)")
     g.add_argument("--samples", type=int, default=2, help="completions per prompt (default: 2)")
     g.add_argument("--skill-tasks", type=int, default=30, help="new tasks per skill leaf (default: 30)")

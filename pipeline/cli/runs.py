@@ -13,7 +13,8 @@ from .train import STUDENT_HELP, _recipe_args
 def cmd_run(args: argparse.Namespace) -> int:
     from ..run import RunConfig, run
     config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, out=args.out, runs_root=args.runs_root,
-                       teacher=args.teacher, teacher_model=args.model, student=args.student,
+                       teacher=args.teacher, teacher_model=args.model, teacher_concurrency=args.teacher_concurrency,
+                       student=args.student,
                        judge=args.judge, judge_model=args.judge_model, recipe=args.recipe,
                        train_layers=args.train_layers, lr=args.lr, probe_questions=args.probe_questions,
                        start_from=args.start_from, workers=args.workers, gpu=args.gpu, epochs=args.epochs,
@@ -39,6 +40,9 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{leaf['delta']:>+8.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]  {leaf['path']}"
               + ("" if leaf.get("changed", True) else " (unchanged)"))
     print("forgetting: " + forgetting_text(report["forgetting"]))
+    from ..sdg.cost import text
+    for stage, cost in (report.get("cost") or {}).items():
+        print(f"teacher cost, {stage}: {text(cost)}")
     print(f"verdict: {report['verdict']}   report: {out / 'report.md'} (also report.html, report.json)")
     if args.print_report:
         _print_markers(out / "report.md")
@@ -75,7 +79,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from ..run import RunConfig
     config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, base_ref=args.base, out=args.out,
                        runs_root=args.runs_root, teacher=args.teacher, teacher_model=args.model,
-                       embeddings=not args.no_embeddings)
+                       teacher_concurrency=args.teacher_concurrency, embeddings=not args.no_embeddings)
     done = _pipeline("preview", preview, config, samples=args.samples)
     if done is None:
         return 1
@@ -184,6 +188,9 @@ def register(sub) -> None:
     r.add_argument("--runs-root", default="runs", help="model registry and default student (default: runs)")
     r.add_argument("--teacher", default="offline")
     r.add_argument("--model", help="model name on an OpenAI-compatible teacher server")
+    r.add_argument("--teacher-concurrency", type=int, default=128, metavar="N",
+                   help="requests in flight to an OpenAI-compatible teacher/judge, all leaves together; "
+                        "429/503 answers shrink it (default: 128)")
     r.add_argument("--student", default="default", help=STUDENT_HELP)
     _recipe_args(r)
     r.add_argument("--judge", default="teacher",
@@ -222,6 +229,9 @@ def register(sub) -> None:
     pv.add_argument("--runs-root", default="runs", help="model registry (default: runs)")
     pv.add_argument("--teacher", default="offline")
     pv.add_argument("--model", help="model name on an OpenAI-compatible teacher server")
+    pv.add_argument("--teacher-concurrency", type=int, default=128, metavar="N",
+                   help="requests in flight to an OpenAI-compatible teacher/judge, all leaves together; "
+                        "429/503 answers shrink it (default: 128)")
     pv.add_argument("--samples", type=int, default=3, help="kept samples shown per leaf (default: 3)")
     pv.add_argument("--no-embeddings", action="store_true", help="skip the embedding filters")
     pv.add_argument("--print-report", action="store_true", help="also print preview.md between markers")

@@ -18,6 +18,8 @@ class JudgeConfig:
     knowledge_require_faithful: bool = True
     skill_min_question: int = 1
     skill_min_answer: int = 2
+    max_tokens: int = 64
+    """The reply is four short lines: a bound keeps a rambling judge from costing 1,024 tokens a pair."""
 
 
 def parse_scores(text: str) -> dict[str, int]:
@@ -38,7 +40,8 @@ def judge_filter(records: list[dict], teacher, config: JudgeConfig = JudgeConfig
         return out
     batch = [prompts.render("judge", source=r.get("source_chunk") or r.get("context") or "(none)",
                             question=r["question"], answer=r["answer"]) for r in records]
-    replies = teacher.complete(batch, 1) if batch else []
+    from ..sdg.teachers import GenParams
+    replies = teacher.complete(batch, 1, GenParams(temperature=0.0, max_tokens=config.max_tokens)) if batch else []
     for r, reply in zip(records, replies):
         s = parse_scores(reply[0] if reply else "")
         if len(s) < 3:
@@ -52,5 +55,5 @@ def judge_filter(records: list[dict], teacher, config: JudgeConfig = JudgeConfig
         if ok:
             out.kept.append({**r, "judge": s})
         else:
-            out.drop(r, f"judge scores {s} below the thresholds")
+            out.drop(r, f"judge scores below the thresholds ({s})")
     return out

@@ -91,6 +91,7 @@ def report(records: list[dict], steps: list[FilterResult], leaves: dict[str, dic
         per_leaf[p]["out"] = remaining[p]
     totals = {"in": len(records), "out": sum(remaining.values()),
               "filters": {s.name: {"dropped": len(s.dropped), "modified": s.modified,
+                                   "reasons": dict(Counter(why.split(" (")[0] for _, why in s.dropped)),
                                    **({"skipped": s.skipped} if s.skipped else {})} for s in steps}}
     return {"totals": totals, "leaves": per_leaf}
 
@@ -142,6 +143,8 @@ def merge_results(results: list[tuple[list[dict], dict]]) -> tuple[list[dict], d
             agg = merged["totals"]["filters"].setdefault(name, {"dropped": 0, "modified": 0})
             agg["dropped"] += f["dropped"]
             agg["modified"] += f.get("modified", 0)
+            for why, n in f.get("reasons", {}).items():
+                agg.setdefault("reasons", {})[why] = agg.setdefault("reasons", {}).get(why, 0) + n
             if f.get("skipped"):
                 agg["skipped"] = f["skipped"]
     return kept, merged

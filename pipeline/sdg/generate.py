@@ -3,9 +3,11 @@ generates nothing, and a change to one leaf regenerates that leaf only."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,8 +18,10 @@ from ..taxonomy.validate import LeafResult
 from . import prompts
 from .chunking import Chunk, chunk_markdown
 from .documents import fetch
-from .parse import parse_pairs
-from .teachers import GenParams, Teacher
+from .journal import Journal, request_key
+from .parse import FUNNEL, classify, parse_pairs
+from .pool import Completion, Cost, PoolError
+from .teachers import GenParams, Teacher, TeacherError
 
 FORMAT_VERSION = 3  # 2: seed material held out before generation; 3: training-share seed pairs as records
 
@@ -111,28 +115,76 @@ def leaf_info(leaf: LeafResult, heldout_seed: int | None = None) -> dict:
     return {"path": leaf.path, "kind": kind, "seeds": seeds, "heldout": held, "chunks": []}
 
 
-def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, config: GenerateConfig) -> dict:
-    """Samples for one leaf, plus what the filters need to know about it."""
+_FETCH_LOCK = threading.Lock()  # leaves run side by side; two clones of one document repo must not
+
+
+def ask(teacher: Teacher, batch: list[prompts.Prompt], n: int, params: GenParams,
+        journal: Journal | None = None) -> tuple[list[Completion], Cost]:
+    """Every prompt's completions, through the teacher's pool when it has one. Answers already in
+    ``journal`` are not asked again; new ones are journaled as they arrive. The cost counts this
+    leaf's requests, including those an interrupted attempt journaled."""
+    journal = journal or Journal(None)
+    keys = [request_key(list(p.messages) or [p.task, p.variables], n, params.key(), i) for i, p in enumerate(batch)]
+    done = journal.load()
+    todo = [i for i, k in enumerate(keys) if k not in done]
+    if todo and hasattr(teacher, "submit"):
+        futures = {teacher.submit(batch[i], n, params): i for i in todo}
+        failed = []
+        for f in concurrent.futures.as_completed(futures):  # journaled here, as each arrives
+            if f.exception() is not None:
+                failed.append(f.exception())
+            else:
+                done[keys[futures[f]]] = f.result()
+                journal.append(keys[futures[f]], f.result())
+        if failed:  # what did arrive stays journaled: a rerun asks only the rest
+            raise TeacherError(f"{len(failed)} of {len(todo)} requests failed; first: {failed[0]}")
+    elif todo:  # offline or a local model: no endpoint, nothing to count as its cost
+        for i, texts in zip(todo, teacher.complete([batch[i] for i in todo], n, params)):
+            done[keys[i]] = Completion(list(texts), [None] * len(texts), Cost())
+            journal.append(keys[i], done[keys[i]])
+    out = [done[k] for k in keys]
+    total = Cost()
+    for c in out:
+        total.add(c.cost)
+    return out, total
+
+
+def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, config: GenerateConfig,
+                  journal: Path | None = None) -> dict:
+    """Samples for one leaf, plus what the filters need to know about it. ``journal``: where
+    answered requests are kept until the leaf is done (resume inside a leaf)."""
     from dataclasses import replace as _replace
 
     from .heldout import decontaminate, split_leaf
     started = time.time()
     records, malformed = [], 0
+    funnel = dict.fromkeys(FUNNEL, 0)
+    rejects: dict[str, list[str]] = {}
+    log = Journal(journal)
+
+    def parse(completion: Completion):
+        nonlocal malformed
+        for text, finish in zip(completion.texts, completion.finish):
+            pairs, bad = parse_pairs(text)
+            malformed += bad
+            fate = classify(text, len(pairs), finish)
+            funnel[fate] += 1
+            if fate != "parsed" and len(rejects.setdefault(fate, [])) < 2:
+                rejects[fate].append(text[:400])  # what the teacher wrote instead, for people
+            yield from pairs
     info = leaf_info(leaf, config.heldout_seed)
     # Prompts see only the training share of the seeds: held-out items never reach the teacher.
     leaf = _replace(leaf, data=split_leaf(leaf.data, info["kind"], leaf.path, config.heldout_seed)[0])
     if leaf.kind == "knowledge":
-        docs = fetch(leaf.data["document"], taxonomy_root)
+        with _FETCH_LOCK:
+            docs = fetch(leaf.data["document"], taxonomy_root)
         chunks = [c for name, text in docs for c in chunk_markdown(text, name, config.chunk_tokens)]
         info["chunks"] = [{"id": c.id, "title": c.title, "text": c.text} for c in chunks]
         jobs = knowledge_prompts(leaf, chunks, config)
-        outputs = teacher.complete([p for _, _, p in jobs], config.samples, config.params)
-        for (shape, chunk, _), completions in zip(jobs, outputs):
-            for text in completions:
-                pairs, bad = parse_pairs(text)
-                malformed += bad
-                for pair in pairs:
-                    records.append(_record(leaf, teacher, shape, pair, chunk=chunk, domain=leaf.data["domain"]))
+        outputs, cost = ask(teacher, [p for _, _, p in jobs], config.samples, config.params, log)
+        for (shape, chunk, _), completion in zip(jobs, outputs):
+            for pair in parse(completion):
+                records.append(_record(leaf, teacher, shape, pair, chunk=chunk, domain=leaf.data["domain"]))
         # The leaf's own training-share pairs are data too (written by people, grounded in their
         # context): they teach the question-and-answer form on this leaf's facts, which is how the
         # held-out ones will be asked. Held-out pairs are not in ``leaf`` any more.
@@ -144,15 +196,15 @@ def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, confi
                 records.append({**rec, "teacher": "seed"})
     else:
         jobs = skill_prompts(leaf, config)
-        for completions in teacher.complete(jobs, config.samples, config.params):
-            for text in completions:
-                pairs, bad = parse_pairs(text)
-                malformed += bad
-                for pair in pairs:
-                    records.append(_record(leaf, teacher, "skill", pair))
+        outputs, cost = ask(teacher, jobs, config.samples, config.params, log)
+        for completion in outputs:
+            for pair in parse(completion):
+                records.append(_record(leaf, teacher, "skill", pair))
     records, leaked = decontaminate(records, info["heldout"])
     info["decontaminated"] = len(leaked)
-    return {"leaf": info, "records": records, "malformed": malformed, "seconds": time.time() - started}
+    cost.seconds = time.time() - started
+    return {"leaf": info, "records": records, "malformed": malformed, "seconds": time.time() - started,
+            "funnel": funnel, "rejects": rejects, "cost": cost.as_dict()}
 
 
 def _record(leaf: LeafResult, teacher: Teacher, shape: str, pair: dict, chunk: Chunk | None = None,
@@ -190,6 +242,22 @@ def read_leaf_infos(out_dir: Path) -> dict[str, dict]:
     return {x["path"]: x for x in read_jsonl(path)} if path.exists() else {}
 
 
+def in_order(items, fn):
+    return (fn(item) for item in items)
+
+
+def side_by_side(items, fn, leaves_at_once: int = 64):
+    """Leaves as threads that mostly wait on the teacher's pool: the pool, not the leaf, bounds
+    what is in flight, so a leaf with three prompts never leaves the endpoint idle. Results in
+    completion order."""
+    items = list(items)
+    with concurrent.futures.ThreadPoolExecutor(min(leaves_at_once, len(items)) or 1,
+                                               thread_name_prefix="sprout-leaf") as threads:
+        futures = [threads.submit(fn, item) for item in items]
+        for f in concurrent.futures.as_completed(futures):
+            yield f.result()
+
+
 def select_leaves(taxonomy_root: Path, only: list[str] | None = None) -> list[LeafResult]:
     leaves = list(iter_leaves(taxonomy_root))
     invalid = [x for x in leaves if not x.ok]
@@ -220,31 +288,59 @@ def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: Gener
         key = leaf_key(leaf, raw, teacher, config)
         todo.append((leaf, key))
     missing = [(leaf, key) for leaf, key in todo if not (cache / f"{key}.jsonl").exists()]
+    started = time.time()
+    failures = []
     if missing:
         from ..budgets import plan_generation
         plan_generation(missing, taxonomy_root, config)  # every budget, before any teacher call
-        run = runner or (lambda items, fn: (fn(item) for item in items))
+        run = runner or (side_by_side if getattr(teacher, "shares_pool", False) else in_order)
+
+        def one(item):
+            leaf, key = item
+            try:
+                return leaf, key, generate_leaf(leaf, taxonomy_root, teacher, config,
+                                                journal=cache / f"{key}.journal.jsonl")
+            except (TeacherError, PoolError) as e:  # the other leaves finish and are cached first
+                return leaf, key, e
         done = 0
-        for leaf, key, result in run(missing, lambda item: (*item, generate_leaf(item[0], taxonomy_root, teacher, config))):
+        for leaf, key, result in run(missing, one):
+            if isinstance(result, Exception):
+                failures.append((leaf.path, result))
+                continue
             write_jsonl(cache / f"{key}.leaf.json.tmp", [result["leaf"]])
             os.replace(cache / f"{key}.leaf.json.tmp", cache / f"{key}.leaf.json")
-            meta = {"malformed": result["malformed"], "seconds": round(result["seconds"], 3)}
+            meta = {"malformed": result["malformed"], "seconds": round(result["seconds"], 3),
+                    "funnel": result["funnel"], "rejects": result["rejects"], "cost": result["cost"]}
             (cache / f"{key}.meta.json").write_text(json.dumps(meta))
             write_jsonl(cache / f"{key}.jsonl", result["records"])  # last: marks the leaf complete
+            (cache / f"{key}.journal.jsonl").unlink(missing_ok=True)
             done += 1
             if progress:
                 progress(leaf.path, done, len(missing))
+    if failures:
+        raise TeacherError(f"{len(failures)} leaves failed (their answered requests are journaled; a rerun "
+                           f"resumes them): " + "; ".join(f"{p}: {e}" for p, e in failures[:3]))
     generated_dir = out_dir / "generated"
     generated_dir.mkdir(parents=True, exist_ok=True)
     infos = []
     fresh = {key for _, key in missing}
+    total, funnel = Cost(), dict.fromkeys(FUNNEL, 0)
     for leaf, key in todo:
         records = read_jsonl(cache / f"{key}.jsonl")
         infos.append(json.loads((cache / f"{key}.leaf.json").read_text().splitlines()[0]))
         meta = json.loads((cache / f"{key}.meta.json").read_text())
         n = write_jsonl(generated_dir / f"{slug(leaf.path)}.jsonl", records)
-        summary["leaves"].append({"path": leaf.path, "key": key, "status": "generated" if key in fresh else "cached",
-                                  "samples": n, "malformed": meta["malformed"], "seconds": meta["seconds"]})
+        row = {"path": leaf.path, "key": key, "status": "generated" if key in fresh else "cached",
+               "samples": n, "malformed": meta["malformed"], "seconds": meta["seconds"],
+               "funnel": meta.get("funnel") or {}, "rejects": meta.get("rejects") or {},
+               "cost": meta.get("cost") or Cost().as_dict()}
+        summary["leaves"].append(row)
+        if key in fresh:  # a cached leaf cost this run nothing
+            total.add(Cost.of(row["cost"]))
+            for k, v in row["funnel"].items():
+                funnel[k] = funnel.get(k, 0) + v
+    total.seconds = time.time() - started if missing else 0.0
+    summary["cost"], summary["funnel"] = total.as_dict(), funnel
     write_jsonl(out_dir / "leaves.jsonl", infos)
     (out_dir / "generate_summary.json").write_text(json.dumps(summary, indent=2))
     from ..cachecap import cap, prune, touch

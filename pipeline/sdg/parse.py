@@ -43,3 +43,24 @@ def parse_pairs(text: str) -> tuple[list[dict], int]:
     if current is not None:
         malformed += 1  # truncated: no [End]
     return pairs, malformed
+
+
+FUNNEL = ("parsed", "empty", "truncated", "refused", "unparsable")
+"""What became of each completion: at least one pair parsed, or the reason none did."""
+
+_REFUSAL = re.compile(r"^\W*(i'?m sorry|i am sorry|sorry,|i cannot|i can'?t|i'?m unable|i am unable|"
+                      r"i won'?t|as an ai)\b", re.I)
+
+
+def classify(text: str, pairs: int, finish: str | None = None) -> str:
+    """One of FUNNEL. A truncated completion that still gave pairs counts as parsed (its last,
+    unterminated block is a malformed block)."""
+    if pairs:
+        return "parsed"
+    if not (text or "").strip():
+        return "empty"
+    if finish == "length":
+        return "truncated"
+    if _REFUSAL.search(text):
+        return "refused"
+    return "unparsable"

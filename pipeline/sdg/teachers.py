@@ -11,14 +11,17 @@ import concurrent.futures
 import functools
 import hashlib
 import json
-import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from . import offline
 from .prompts import Prompt
+
+
+DEFAULT_CONCURRENCY = 128
+"""Requests in flight to an OpenAI-compatible teacher, all leaves together: a vLLM server batches
+hundreds; a small server answers 429/503 and the window shrinks to what it takes."""
 
 
 class TeacherError(Exception):
@@ -58,45 +61,51 @@ class OfflineTeacher:
 
 
 class OpenAITeacher:
-    """Chat completions against an OpenAI-compatible endpoint, with a concurrency limit,
-    timeouts, and retries with backoff for 429/5xx/network errors."""
+    """Chat completions against an OpenAI-compatible endpoint through one request pool (pool.py):
+    every leaf of a run shares its in-flight limit, 429/503 shrink its window, and it counts
+    what the run cost the endpoint."""
 
     can_judge = True
+    shares_pool = True
+    """generate() runs leaves side by side: their requests meet in this teacher's pool."""
 
     def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
-                 concurrency: int = 8, timeout: float = 120.0, retries: int = 4, check: bool = True):
-        import httpx
-
+                 concurrency: int = DEFAULT_CONCURRENCY, timeout: float = 600.0, retries: int = 4,
+                 check: bool = True, progress: bool | None = None):
         self.base_url = base_url.rstrip("/")
         if not self.base_url.endswith("/v1"):
             self.base_url += "/v1"
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(timeout=timeout, headers=headers,
-                                 limits=httpx.Limits(max_connections=concurrency))
-        self.concurrency, self.retries = concurrency, retries
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.concurrency, self.timeout, self.retries, self.progress = concurrency, timeout, retries, progress
         self.model = model
         if check:
             self.model = self._check_model(model)
         self.identity = f"openai:{self.base_url}:{self.model}"
+        self._pool = None
 
-    def __getstate__(self):  # picklable for Ray: the HTTP client is rebuilt on the other side
+    def __getstate__(self):  # picklable for Ray: the pool (a thread, a loop) is rebuilt on the other side
         state = dict(self.__dict__)
-        state["_headers"] = dict(self.http.headers)
-        state["_timeout"] = self.http.timeout
-        del state["http"]
+        state["_pool"] = None
         return state
 
-    def __setstate__(self, state):
-        import httpx
-        headers, timeout = state.pop("_headers"), state.pop("_timeout")
-        self.__dict__.update(state)
-        self.http = httpx.Client(timeout=timeout, headers=headers,
-                                 limits=httpx.Limits(max_connections=self.concurrency))
+    @property
+    def pool(self):
+        if self._pool is None:
+            from .pool import RequestPool
+            self._pool = RequestPool(f"{self.base_url}/chat/completions", self.headers, limit=self.concurrency,
+                                     timeout=self.timeout, retries=self.retries, progress=self.progress)
+        return self._pool
+
+    @property
+    def cost(self):
+        """Cumulative cost of this teacher's requests (a ``pool.Cost``)."""
+        from .pool import Cost
+        return Cost().add(self._pool.cost) if self._pool is not None else Cost()
 
     def _check_model(self, model: str | None) -> str:
         import httpx
         try:
-            r = self.http.get(f"{self.base_url}/models")
+            r = httpx.get(f"{self.base_url}/models", headers=self.headers, timeout=min(self.timeout, 60))
         except httpx.HTTPError as e:
             raise TeacherError(f"teacher server {self.base_url} is unreachable: {e}") from None
         if r.status_code >= 400:
@@ -113,33 +122,20 @@ class OpenAITeacher:
             raise TeacherError(f"model {model!r} is not served by {self.base_url}; it serves: {', '.join(ids) or 'nothing'}")
         return model
 
-    def _one(self, prompt: Prompt, n: int, params: GenParams) -> list[str]:
-        import httpx
+    def submit(self, prompt: Prompt, n: int = 1, params: GenParams = GenParams()):
+        """One request into the pool: a future of a ``pool.Completion`` (raises ``pool.PoolError``)."""
         body = {"model": self.model, "messages": list(prompt.messages), "n": n,
                 "temperature": params.temperature, "max_tokens": params.max_tokens, "seed": params.seed}
-        delay = 1.0
-        for attempt in range(self.retries + 1):
-            try:
-                r = self.http.post(f"{self.base_url}/chat/completions", json=body)
-                if r.status_code == 429 or r.status_code >= 500:
-                    raise TeacherError(f"teacher answered {r.status_code}")
-                if r.status_code >= 400:
-                    raise TeacherError(f"teacher refused the request ({r.status_code}): {r.text[:300]}")
-                data = r.json()
-                choices = data.get("choices") or []
-                texts = [((c.get("message") or {}).get("content") or "") for c in choices]
-                return (texts + [""] * n)[:n]  # a short answer list yields empty completions
-            except (httpx.HTTPError, ValueError, TeacherError) as e:
-                retryable = not (isinstance(e, TeacherError) and "refused" in str(e))
-                if attempt == self.retries or not retryable:
-                    raise TeacherError(f"chat completion failed after {attempt + 1} attempts: {e}") from None
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 30)
-        return [""] * n
+        return self.pool.submit(body)
 
     def complete(self, prompts, n=1, params=GenParams()):
-        with concurrent.futures.ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(lambda p: self._one(p, n, params), prompts))
+        from .pool import PoolError
+        futures = [self.submit(p, n, params) for p in prompts]
+        concurrent.futures.wait(futures)
+        try:
+            return [f.result().texts for f in futures]
+        except PoolError as e:
+            raise TeacherError(str(e)) from None
 
 
 class HFTeacher:
@@ -212,12 +208,14 @@ def _hf_teacher(model_dir: str, batch_size: int, device: str | None) -> HFTeache
     return HFTeacher(model_dir, batch_size=batch_size, device=device)
 
 
-def make_teacher(spec: str | None, model: str | None = None, api_key: str | None = None) -> Teacher:
-    """'offline' (default), an http(s) URL of an OpenAI-compatible server, or a model folder."""
+def make_teacher(spec: str | None, model: str | None = None, api_key: str | None = None,
+                 concurrency: int | None = None) -> Teacher:
+    """'offline' (default), an http(s) URL of an OpenAI-compatible server, or a model folder.
+    ``concurrency``: requests in flight to a server (default DEFAULT_CONCURRENCY)."""
     if not spec or spec == "offline":
         return OfflineTeacher()
     if spec.startswith(("http://", "https://")):
-        return OpenAITeacher(spec, model=model, api_key=api_key)
+        return OpenAITeacher(spec, model=model, api_key=api_key, concurrency=concurrency or DEFAULT_CONCURRENCY)
     if Path(spec).is_dir():
         return HFTeacher(spec)
     raise TeacherError(f"unknown teacher {spec!r}: use 'offline', an http(s) URL of an OpenAI-compatible "
