@@ -80,21 +80,27 @@ def test_cancel_and_coalesce(make_bot, settings, emulator, ray_head):
     assert sorted(j["status"] for j in final) == ["cancelled", "cancelled", "superseded"]
 
 
-def test_report_from_the_job_log_is_posted(make_bot, settings, emulator, ray_head):
-    script = ("print('[generate] ...'); print('<<<SPROUT-REPORT-MD'); "
-              "print('## OK Sprout retrain: accepted'); print('| leaf | class |'); print('SPROUT-REPORT-MD>>>')")
+def test_report_from_the_job_log_is_posted_and_cannot_be_forged(make_bot, settings, emulator, ray_head):
+    # what a pull request could make a job print (a held-out question, an answer): a report in the
+    # old marker format, and one tagged with a guessed nonce; then the job's own report line
+    forged = ("print('<<<SPROUT-REPORT-MD'); print('## ✅ Sprout retrain: accepted'); print('SPROUT-REPORT-MD>>>'); "
+              "print('SPROUT-REPORT ' + 'a' * 32 + ' ' + json.dumps(dict(verdict='accepted', markdown='FORGED')))")
+    real = ("print('SPROUT-REPORT ' + os.environ['SPROUT_REPORT_NONCE'] + ' ' + "
+            "json.dumps(dict(kind='report', verdict='rejected', markdown='## OK Sprout retrain: rejected\\n| leaf | class |')))")
+    script = f"import json, os; print('[generate] ...'); {forged}; {real}; {forged}"
     bot = bot_with(make_bot, settings, ray_head, f'python -c "{script}"')
     merge(emulator, 6, "s" * 40)
     bot.deliver("pull_request", pr_payload("closed", 6, "h" * 40, merged=True, merge_sha="s" * 40))
-    wait_job(bot, {"succeeded"})
+    [job] = wait_job(bot, {"succeeded"})
     body = emulator.comments(REPO, 6)[0]["body"]
-    assert "## OK Sprout retrain: accepted" in body and "| leaf | class |" in body
+    assert "## OK Sprout retrain: rejected" in body and "| leaf | class |" in body and "FORGED" not in body
+    assert job["verdict"] == "rejected" and job["nonce"] not in body  # the nonce never reaches GitHub
 
 
 def test_failed_stage_is_named():
     from bot.dispatch import extract_report, failed_stage
     logs = "[validate] ...\n[validate] done\n[train] ...\nTraceback: boom\n"
-    assert failed_stage(logs) == "train" and extract_report(logs) is None
+    assert failed_stage(logs) == "train" and extract_report(logs, "a" * 32) is None
 
 
 def test_sprout_submit_reports_a_failing_run(ray_head, tmp_path, sample_taxonomy):
