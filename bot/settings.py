@@ -51,7 +51,7 @@ class Settings:
     runs_root: str = "runs"
     """Model registry and run folders as the Ray job sees them (SPROUT_RUNS_ROOT): relative to the
     job's working directory; on a multi-node cluster, a path on shared storage."""
-    git_url: str | None = None
+    git_url: str | None = field(default=None, repr=False)  # may carry user:token@
     """Clone URL template with {repo} (SPROUT_GIT_URL); default: derived from the API URL
     (https://github.com/{repo}.git for github.com, https://HOST/{repo}.git for Enterprise)."""
     recover_interval: float = 600.0

@@ -145,6 +145,7 @@ def test_commands_per_person_are_limited_one_reply_then_silence(make_bot, settin
     assert len(bot_replies(emulator)) == 4
 
 
+@pytest.mark.slow  # ~10 s: the validator reads 180,000 lines
 def test_a_1mb_leaf_costs_a_bounded_number_of_api_requests(bot, emulator):
     """190,000 findings once meant 3,800 check-run PATCHes: now at most 50 annotations, the
     rest counted, and the whole validation a handful of requests."""

@@ -133,3 +133,18 @@ def test_stopping_a_local_head_leaves_other_ray_clusters_alone(ray_head):
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{address}/api/version", timeout=2)
     assert httpx.get(f"{ray_head.address}/api/version").status_code == 200  # still up
+
+
+def test_a_real_job_past_its_limit_is_stopped_and_the_next_runs(make_bot, settings, emulator, ray_head):
+    s = replace(settings, retrain_entrypoint="python -c \"import time; time.sleep(300)\"",
+                job_timeouts=(("retrain", 3.0), ("preview", 900.0), ("precheck", 900.0)))
+    bot = make_bot(s, dispatcher=lambda store, gh: Dispatcher(store, gh, s, address=ray_head.address, poll=0.3))
+    for n, sha in ((7, "t" * 40), (8, "u" * 40)):
+        merge(emulator, n, sha)
+        bot.deliver("pull_request", pr_payload("closed", n, "h" * 40, merged=True, merge_sha=sha))
+        bot.wait_idle()
+    jobs = wait_job(bot, {"timed_out"}, timeout=90)  # both, one after the other
+    assert [j["sha"][0] for j in sorted(jobs, key=lambda j: j["id"])] == ["t", "u"]
+    run = [r for r in emulator.check_runs(REPO) if r["head_sha"] == "t" * 40][0]
+    assert run["conclusion"] == "timed_out"
+    assert "SPROUT_RETRAIN_TIMEOUT" in emulator.comments(REPO, 7)[0]["body"]
