@@ -92,7 +92,7 @@ def link_text(value, limit: int | None = None) -> str:
 def code(value, table: bool = False, limit: int | None = None) -> str:
     """A code span holding ``value`` verbatim (one line): the fence is one backtick longer than
     any run inside. In a table, '|' is escaped (GitHub splits cells before reading code spans)."""
-    s = _cut(" ".join(clean(value).split(" ")).strip("\n"), limit)
+    s = _cut(clean(value), limit)
     if table:
         s = s.replace("|", "\\|")
     runs = [len(r) for r in re.findall(r"`+", s)]

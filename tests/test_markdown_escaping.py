@@ -45,6 +45,7 @@ HOSTILE = [
     "[ref]: https://evil.example",
     "#1 see GH-2",
     "trailing backslash \\",
+    "escaped \\| pipe \\\\| and `code \\| span`",
     "</details></summary><details open><summary>x",
     "| --- | --- |",
     "> quote",
