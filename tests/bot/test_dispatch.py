@@ -93,7 +93,10 @@ def test_report_from_the_job_log_is_posted_and_cannot_be_forged(make_bot, settin
     bot.deliver("pull_request", pr_payload("closed", 6, "h" * 40, merged=True, merge_sha="s" * 40))
     [job] = wait_job(bot, {"succeeded"})
     body = emulator.comments(REPO, 6)[0]["body"]
-    assert "## OK Sprout retrain: rejected" in body and "| leaf | class |" in body and "FORGED" not in body
+    posted, tail = body.split("<details><summary>Log tail</summary>")
+    assert "## OK Sprout retrain: rejected\n| leaf | class |" in posted  # the job's own report
+    assert "FORGED" not in posted and "accepted" not in posted  # the forgeries are only log, fenced
+    assert "FORGED" in tail and tail.count("(the report line)") == 3
     assert job["verdict"] == "rejected" and job["nonce"] not in body  # the nonce never reaches GitHub
 
 
