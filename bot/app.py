@@ -16,6 +16,8 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
+from pipeline.mdescape import without_credentials
+
 from .context import Context
 from .github import GitHub
 from .handlers import router as default_router
@@ -190,7 +192,12 @@ def create_app(settings: Settings, *, store: Store | None = None, github: GitHub
             return PlainTextResponse("a bearer token is required (SPROUT_STATUS_TOKEN)\n", 401,
                                      headers={"WWW-Authenticate": "Bearer"})
         host = request.client.host if request.client else ""
-        if host in ("127.0.0.1", "::1", "localhost") or host.startswith("127."):
+        # A request a proxy relayed is not a local one, whatever address it arrives from (a
+        # same-host proxy is 127.0.0.1 too); without SPROUT_FORWARDED_ALLOW_IPS uvicorn believes
+        # no forwarding header, and with it, the address it sets is the one checked here.
+        relayed = not settings.forwarded_allow_ips and any(
+            h in request.headers for h in ("x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host"))
+        if not relayed and (host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")):
             return None
         return PlainTextResponse("the status page answers loopback only; set SPROUT_STATUS_TOKEN "
                                  "to reach it from elsewhere\n", 403)
@@ -250,9 +257,9 @@ def render_status(store: Store, settings=None) -> str:
     def when(t):
         return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else ""
 
-    def web(repo: str) -> str:  # the repository's web address, beside its clone URL
-        return html.escape((settings.clone_url(repo) if settings else f"https://github.com/{repo}.git")
-                           .removesuffix(".git"), quote=True)
+    def web(repo: str) -> str:  # the repository's web address, beside its clone URL (no credentials)
+        url = settings.clone_url(repo) if settings else f"https://github.com/{repo}.git"
+        return html.escape(without_credentials(url).removesuffix(".git"), quote=True)
 
     def job_row(j: dict) -> str:
         base = web(j["repo"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from pipeline import mdescape as md
 
 from .github import GitHub, GitHubError, Transient
 from .jobenv import job_environment
@@ -46,6 +49,8 @@ TERMINAL = {"SUCCEEDED": ("succeeded", "success"), "FAILED": ("failed", "failure
             "STOPPED": ("cancelled", "cancelled")}
 _SHA = re.compile(r"^[0-9A-Za-z]{7,64}$")  # GitHub sends hex; alphanumerics can never be an option or a shell word
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+TIMEOUT = "timed out"  # how a job stopped for its time limit is marked while Ray stops it
+TIMEOUT_GRACE = 120.0  # seconds Ray gets to stop a job past its limit before the bot moves on
 LOST_AFTER = 5  # polls in a row in which Ray does not know a job (x6 when Ray cannot be reached)
 
 
@@ -76,12 +81,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def extract_report(logs: str) -> str | None:
-    """The Markdown report `sprout run --print-report` prints between markers, if any."""
-    start, end = logs.rfind("<<<SPROUT-REPORT-MD"), logs.rfind("SPROUT-REPORT-MD>>>")
-    if start < 0 or end < start:
+REPORT_LINE = "SPROUT-REPORT"  # `--print-report`: one line, "SPROUT-REPORT <nonce> <JSON>"
+NONCE_ENV = "SPROUT_REPORT_NONCE"
+_NONCE = re.compile(r"^[0-9a-f]{32,64}$")
+
+
+def new_nonce() -> str:
+    """A per-job secret the bot hands the job (in its environment, never in the entrypoint or
+    on GitHub): only the job's own report line carries it, so nothing a pull request makes the
+    job print (a question, an answer, a document) can pass for the report."""
+    return secrets.token_hex(16)
+
+
+def extract_report(logs: str, nonce: str | None) -> dict | None:
+    """The report the job printed with ``--print-report`` — {"kind", "verdict", "markdown"},
+    structured data — if exactly one line carries this job's nonce; else None."""
+    if not nonce or not _NONCE.match(nonce):
         return None
-    return logs[start + len("<<<SPROUT-REPORT-MD"):end].strip()
+    head = f"{REPORT_LINE} {nonce} "
+    found = [line[len(head):] for line in (logs or "").split("\n") if line.startswith(head)]
+    if len(found) != 1:
+        return None
+    try:
+        report = json.loads(found[0])
+    except ValueError:
+        return None
+    if not isinstance(report, dict) or not isinstance(report.get("markdown"), str):
+        return None
+    return report
 
 
 def failed_stage(logs: str) -> str | None:
@@ -90,10 +117,26 @@ def failed_stage(logs: str) -> str | None:
     return stages[-1] if stages else None
 
 
-def verdict_of(report: str | None) -> str | None:
-    """'accepted' / 'rejected' from a retrain report's first line."""
-    m = re.search(r"Sprout retrain: (\w+)", report or "")
-    return m.group(1) if m else None
+def verdict_of(report: dict | None) -> str | None:
+    """'accepted' / 'rejected': the verdict field of the job's report.json, never its Markdown."""
+    verdict = (report or {}).get("verdict")
+    return verdict if verdict in ("accepted", "rejected") else None
+
+
+def log_tail(logs: str, lines: int = 40) -> str:
+    """The log's last lines for people, without the report line (posted above it already)."""
+    kept = [("(the report line)" if line.startswith(REPORT_LINE + " ") else line)
+            for line in (logs or "").split("\n")[-lines - 1:]]
+    return "\n".join(kept).strip("\n")
+
+
+def job_summary(ray_id: str, sha: str, state: str, stage: str | None, report_md: str | None, tail: str) -> str:
+    """The check-run summary and PR comment for a finished job. The report is the job's own
+    rendering (every value in it escaped there); the log tail sits in a fence it cannot close."""
+    return (f"Ray job {md.code(ray_id)} for {md.code(sha[:7])}: **{md.text(state)}**"
+            + (f" at stage {md.code(stage)}" if state == "failed" and stage else "") + ".\n\n"
+            + (report_md.strip() + "\n\n" if report_md else "")
+            + f"<details><summary>Log tail</summary>\n\n{md.block(tail)}\n</details>")
 
 
 class LocalRayHead:
@@ -385,9 +428,10 @@ class Dispatcher:
     def _submit(self, job: dict) -> None:
         k = KINDS[job["kind"]]
         submission = job.get("submission_id") or f"sprout-{job['kind']}-{job['id']}-{job['sha'][:7]}"
-        if job["status"] == "queued":
+        nonce = job.get("nonce") or new_nonce()
+        if job["status"] == "queued" or not job.get("nonce"):
             # durable before Ray hears of it: a crash after this line is resolved by asking Ray
-            self.store.update_job(job["id"], status="submitting", submission_id=submission)
+            self.store.update_job(job["id"], status="submitting", submission_id=submission, nonce=nonce)
         try:
             client = self.client()
             try:
@@ -398,6 +442,7 @@ class Dispatcher:
             if not known:
                 try:
                     client.submit_job(entrypoint=self._entrypoint(job), submission_id=submission,
+                                      runtime_env={"env_vars": {NONCE_ENV: nonce}},
                                       metadata={"sprout_job": str(job["id"]), "kind": job["kind"],
                                                 "repo": job["repo"], "sha": job["sha"]},
                                       **self._entrypoint_resources())
@@ -408,17 +453,21 @@ class Dispatcher:
             tries = (job.get("missing_polls") or 0) + 1
             if _transient_ray_error(e) and tries < self.submit_tries:
                 # a head still starting ("No available agent"), a network blip: next tick
-                self.store.update_job(job["id"], missing_polls=tries, detail=f"waiting for Ray: {e}"[:2000])
-                log.warning("job %s: Ray not ready (%d/%d): %s", job["id"], tries, self.submit_tries, e)
+                why = md.mask_credentials(str(e))
+                self.store.update_job(job["id"], missing_polls=tries, detail=f"waiting for Ray: {why}"[:2000])
+                log.warning("job %s: Ray not ready (%d/%d): %s", job["id"], tries, self.submit_tries, why)
                 return
-            self.store.update_job(job["id"], status="failed", detail=f"could not submit to Ray: {e}")
-            self._report(job, "failure", f"Could not start {k['noun']}", f"Submitting to Ray failed: `{e}`")
+            why = md.mask_credentials(str(e))
+            self.store.update_job(job["id"], status="failed", detail=f"could not submit to Ray: {why}")
+            self._report(job, "failure", f"Could not start {k['noun']}", f"Submitting to Ray failed: {md.code(why)}")
             return
-        self.store.update_job(job["id"], status="running", ray_job_id=submission, missing_polls=0)
+        self.store.update_job(job["id"], status="running", ray_job_id=submission, missing_polls=0,
+                              started_at=job.get("started_at") or time.time())
         try:
             gh = self.github.client(job["installation_id"])
             run = gh.start_check_run(job["repo"], k["check"], job["sha"], k["running"],
-                                     f"Ray job `{submission}` is running `{self._entrypoint(job)}`.")
+                                     f"Ray job {md.code(submission)} is running "
+                                     f"{md.code(md.mask_credentials(self._entrypoint(job)))}.")
             self.store.update_job(job["id"], check_run_id=run.id)
         except GitHubError as e:
             log.warning("job %s: could not create the check run: %s", job["id"], e)
@@ -455,6 +504,9 @@ class Dispatcher:
             return
         if job.get("missing_polls"):
             self.store.update_job(job["id"], missing_polls=0)
+        timed_out = (job.get("detail") or "").startswith(TIMEOUT)
+        if status not in TERMINAL and self._over_time(job, status, ray_id, timed_out):
+            return
         if status not in TERMINAL:
             # the stage shown on the status page and in /sprout status, read from the log now and then
             if time.time() - self._stage_read.get(job["id"], 0) >= self.stage_every:
@@ -466,6 +518,32 @@ class Dispatcher:
                 if stage and stage != job.get("stage"):
                     self.store.update_job(job["id"], stage=stage)
             return
+        self._finish(job, status, ray_id, timed_out)
+
+    def _over_time(self, job: dict, status: str, ray_id: str, timed_out: bool) -> bool:
+        """Stop a job past its kind's wall-clock limit (True: nothing more to do this poll). One
+        Ray does not stop within a grace period is reported as timed out all the same, so the
+        queue behind it moves on."""
+        limit = self.settings.job_timeout(job["kind"])
+        started = job.get("started_at") or job.get("created_at")
+        if not started or time.time() - started <= limit:
+            return False
+        if not timed_out:
+            if job["status"] != "running":
+                return False  # a cancel already under way
+            log.warning("job %s ran past its %.0f s limit: stopping %s", job["id"], limit, ray_id)
+            try:
+                _ray_call(self.client().stop_job, ray_id)
+            except Exception as e:
+                log.warning("stopping %s: %s", ray_id, md.mask_credentials(str(e)))
+            self.store.update_job(job["id"], status="cancelling", detail=f"{TIMEOUT} after {limit:.0f} s")
+            return True
+        if time.time() - started > limit + TIMEOUT_GRACE:
+            self._finish({**job, "status": "cancelling"}, "STOPPED", ray_id, True)
+            return True
+        return False
+
+    def _finish(self, job: dict, status: str, ray_id: str, timed_out: bool) -> None:
         state, conclusion = TERMINAL[status]
         self._stage_read.pop(job["id"], None)
         k = KINDS[job["kind"]]
@@ -475,23 +553,29 @@ class Dispatcher:
             logs = self.client().get_job_logs(ray_id)
         except Exception as e:
             logs = f"(logs unavailable: {e})"
-        tail = "\n".join(logs.splitlines()[-40:])
+        tail = log_tail(logs)
         title = {"succeeded": k["done"], "failed": f"{k['noun'].capitalize()} failed",
                  "cancelled": f"{k['noun'].capitalize()} cancelled"}[state]
-        report = extract_report(logs)
+        if timed_out:
+            limit = self.settings.job_timeout(job["kind"])
+            state, conclusion = "timed_out", "timed_out"
+            title = f"{k['noun'].capitalize()} stopped: over its {limit / 60:.0f}-minute limit"
+        report = extract_report(logs, job.get("nonce"))
         stage = failed_stage(logs)
-        summary = (f"Ray job `{ray_id}` for `{job['sha'][:7]}`: **{state}**"
-                   + (f" at stage `{stage}`" if state == "failed" and stage else "") + ".\n\n"
-                   + (report + "\n\n" if report else "")
-                   + f"<details><summary>Log tail</summary>\n\n```\n{tail}\n```\n</details>")
+        summary = job_summary(ray_id, job["sha"], state, stage, (report or {}).get("markdown"), tail)
+        if timed_out:
+            summary = (f"Stopped after {limit:.0f} s, the limit for a {k['noun']} "
+                       f"(`SPROUT_{job['kind'].upper()}_TIMEOUT`); the next job in the queue starts.\n\n{summary}")
         if self._report(job, conclusion, title, summary):
-            self.store.update_job(job["id"], status=state, detail=tail[-2000:], stage=stage or job.get("stage"),
-                                  verdict=verdict_of(report))
+            self.store.update_job(job["id"], status=state, detail=md.mask_credentials(tail)[-2000:],
+                                  stage=stage or job.get("stage"), verdict=verdict_of(report))
 
     def _report(self, job: dict, conclusion: str, title: str, summary: str) -> bool:
         """Complete the check run (or status) and upsert the PR comment. False: try again later
         (a transient failure); a permanent refusal (4xx) is logged and recorded, not retried."""
         k = KINDS[job["kind"]]
+        # the clone URL may carry credentials (SPROUT_GIT_URL), and errors and logs quote it
+        title, summary = md.mask_credentials(title), md.mask_credentials(summary)
         try:
             gh = self.github.client(job["installation_id"])
             run = gh.start_check_run(job["repo"], k["check"], job["sha"], title, summary)

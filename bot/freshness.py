@@ -1,8 +1,9 @@
 """Commands bind to what the commenter saw: never run on commits pushed after the comment.
 
-The bot remembers each pull request head it hears of with GitHub's own time for it (the
+The bot remembers every sighting of a pull request head with GitHub's own time for it (the
 ``updated_at`` of the pull_request delivery that announced it: pushing bumps it). A command
-written at time T runs on the current head only if that head was known at or before T. A head
+written at time T runs on the current head only if it is the head last seen at or before T: a
+head seen before T, replaced, and pushed back after T (A -> B -> A) does not run. A head
 the bot never heard announced is accepted when the pull request has not changed since the
 comment (``updated_at`` ≤ T, so nothing was pushed after it); otherwise the bot remembers it
 now (GitHub's clock, from the response's Date header) and asks for a new comment.
@@ -37,8 +38,9 @@ def head_at_comment(store, repo: str, number: int, pr, comment_created) -> tuple
     created = github_time(comment_created)
     if created is None:
         return False, "the comment carries no creation time"
-    seen = store.head_seen_at(repo, number, sha)
-    if seen is None:
+    if store.head_at(repo, number, created) == sha:
+        return True, ""  # the head as last seen at or before the comment: what its author saw
+    if store.head_seen_at(repo, number, sha) is None:
         updated = github_time(pr.updated_at)
         if updated is not None and updated <= created:
             store.saw_head(repo, number, sha, updated)
@@ -47,8 +49,7 @@ def head_at_comment(store, repo: str, number: int, pr, comment_created) -> tuple
         store.saw_head(repo, number, sha, now if now is not None else (updated or created) + 1)
         return False, (f"the pull request changed after your comment and I cannot tell whether "
                        f"`{sha[:7]}` is what you reviewed. Comment again to run it on `{sha[:7]}`.")
-    if seen <= created:
-        return True, ""
+    # seen, but not as the head at comment time: pushed after it (A -> B -> A: pushed back)
     return False, (f"`{sha[:7]}` was pushed after your comment, so I did not run it on commits you "
                    "may not have seen. Review them and comment again.")
 

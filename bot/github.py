@@ -271,7 +271,9 @@ class Client:
             for c in issue.get_comments():
                 if (c.user.login if c.user else "").lower() != me:
                     continue
-                m = re.search(rf"<!-- {re.escape(marker)}(?::(\d+))? -->", c.body or "")
+                # the marker is the first line, exactly: one quoted further down (a leaf's text
+                # echoed in the bot's own validation comment) marks nothing
+                m = re.fullmatch(rf"<!-- {re.escape(marker)}(?::(\d+))? -->", (c.body or "").split("\n", 1)[0])
                 if m:
                     existing.setdefault(int(m.group(1) or 1), c)
         ids = []

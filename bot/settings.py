@@ -51,7 +51,7 @@ class Settings:
     runs_root: str = "runs"
     """Model registry and run folders as the Ray job sees them (SPROUT_RUNS_ROOT): relative to the
     job's working directory; on a multi-node cluster, a path on shared storage."""
-    git_url: str | None = None
+    git_url: str | None = field(default=None, repr=False)  # may carry user:token@
     """Clone URL template with {repo} (SPROUT_GIT_URL); default: derived from the API URL
     (https://github.com/{repo}.git for github.com, https://HOST/{repo}.git for Enterprise)."""
     entrypoint_num_cpus: float | None = None
@@ -70,6 +70,25 @@ class Settings:
     status_token: str | None = field(default=None, repr=False)
     """Bearer token for the status page and /metrics (SPROUT_STATUS_TOKEN); unset: they answer
     only requests from loopback (they name repositories, which may be private)."""
+
+    commands_per_hour: int = 20
+    """Commands one person may send in an hour, across repositories (SPROUT_COMMANDS_PER_HOUR):
+    past it the bot replies once, then ignores that person's commands until the hour has passed;
+    0: no limit."""
+    max_annotations: int = 50
+    """Annotations per check run (SPROUT_MAX_ANNOTATIONS): GitHub's own UI shows 50; the rest are
+    counted in the summary, so a huge leaf cannot spend the API quota one batch at a time."""
+    job_timeouts: tuple[tuple[str, float], ...] = (("retrain", 1800.0), ("preview", 900.0), ("precheck", 900.0))
+    """Wall-clock limit per job kind in seconds (SPROUT_RETRAIN_TIMEOUT, SPROUT_PREVIEW_TIMEOUT,
+    SPROUT_PRECHECK_TIMEOUT): about three times what the demo takes; a job past it is stopped,
+    reported on the pull request as timed out, and the queue moves on."""
+    forwarded_allow_ips: str | None = None
+    """Proxies whose X-Forwarded-For / X-Forwarded-Proto uvicorn may believe
+    (SPROUT_FORWARDED_ALLOW_IPS, e.g. 10.0.0.5); unset: none, and a request carrying such
+    headers is never treated as a loopback client."""
+
+    def job_timeout(self, kind: str) -> float:
+        return dict(self.job_timeouts).get(kind, 1800.0)
 
     @property
     def app_mode(self) -> bool:
@@ -159,6 +178,20 @@ class Settings:
                     assert 0 <= resources[name] < float("inf")
                 except (ValueError, AssertionError):
                     problems.append(f"{var} must be a number >= 0, not {raw!r}")
+
+        def number(name: str, default: float, integer: bool = False) -> float:
+            raw = get(name) or str(default)
+            try:
+                value = int(raw) if integer else float(raw)
+                assert value >= 0
+                return value
+            except (ValueError, AssertionError):
+                problems.append(f"{name} must be a {'whole ' if integer else ''}number (0 or more), not {raw!r}")
+                return default
+        per_hour = number("SPROUT_COMMANDS_PER_HOUR", cls.commands_per_hour, integer=True)
+        max_annotations = number("SPROUT_MAX_ANNOTATIONS", cls.max_annotations, integer=True)
+        timeouts = tuple((kind, number(f"SPROUT_{kind.upper()}_TIMEOUT", default) or default)
+                         for kind, default in cls.job_timeouts)
         if problems:
             raise SettingsError("invalid bot settings:\n  - " + "\n  - ".join(problems))
         return cls(webhook_secret=secret, github_token=token, app_id=app_id, private_key=key,
@@ -170,4 +203,6 @@ class Settings:
                    preview_entrypoint=get("SPROUT_PREVIEW_ENTRYPOINT") or cls.preview_entrypoint,
                    precheck_entrypoint=get("SPROUT_PRECHECK_ENTRYPOINT") or cls.precheck_entrypoint,
                    runs_root=get("SPROUT_RUNS_ROOT") or cls.runs_root, git_url=get("SPROUT_GIT_URL"),
-                   status_token=get("SPROUT_STATUS_TOKEN"), write_interval=write_interval, **resources)
+                   status_token=get("SPROUT_STATUS_TOKEN"), write_interval=write_interval,
+                   commands_per_hour=per_hour, max_annotations=max_annotations, job_timeouts=timeouts,
+                   forwarded_allow_ips=get("SPROUT_FORWARDED_ALLOW_IPS"), **resources)

@@ -30,6 +30,15 @@ SETTINGS: tuple[tuple[str, str], ...] = (
     ("`SPROUT_STATUS_TOKEN`",
      "bearer token for `/` and `/metrics`; unset, they answer loopback clients only (they name "
      "repositories, which may be private)"),
+    ("`SPROUT_FORWARDED_ALLOW_IPS`",
+     "proxies (comma-separated addresses) whose `X-Forwarded-For` is believed; unset: none, and a "
+     "request carrying forwarding headers never counts as loopback"),
+    ("`SPROUT_COMMANDS_PER_HOUR`",
+     "commands one person may send per hour (20); past it one reply, then silence; 0: no limit"),
+    ("`SPROUT_MAX_ANNOTATIONS`", "annotations per check run (50, what GitHub shows); the rest are counted in the summary"),
+    ("`SPROUT_RETRAIN_TIMEOUT`, `SPROUT_PREVIEW_TIMEOUT`, `SPROUT_PRECHECK_TIMEOUT`",
+     "wall-clock limit per job in seconds (1800, 900, 900: about 3x the demo); a job past it is "
+     "stopped, reported as timed out, and the next one starts"),
     ("`SPROUT_DOCUMENT_HOSTS`",
      "hosts jobs may fetch knowledge documents from, besides `github.com` (`host` for https, or an "
      "origin `scheme://host:port`); passed to jobs"),

@@ -72,6 +72,23 @@ CREATE TABLE IF NOT EXISTS pr_heads (
     seen_at REAL NOT NULL,
     PRIMARY KEY (repo, pr, sha)
 );
+-- every sighting of a head, not just the first: A -> B -> A must read as A, then B, then A again
+CREATE TABLE IF NOT EXISTS head_sightings (
+    repo TEXT NOT NULL,
+    pr INTEGER NOT NULL,
+    sha TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (repo, pr, seen_at, sha)
+);
+-- commands per person: a rate limit that answers once, then stays silent
+CREATE TABLE IF NOT EXISTS command_uses (
+    login TEXT NOT NULL,
+    comment_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    verdict TEXT NOT NULL,
+    PRIMARY KEY (login, comment_id)
+);
+CREATE INDEX IF NOT EXISTS command_uses_recent ON command_uses (login, at);
 """
 
 ACTIVE_JOB = ("queued", "submitting", "running", "cancelling")
@@ -112,11 +129,17 @@ class Store:
         self.db.executescript(SCHEMA)
         # stores written before a column existed gain it (SQLite adds columns in place)
         have = {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}
-        for column in ("base_sha", "stage", "verdict", "key", "submission_id"):
+        for column in ("base_sha", "stage", "verdict", "key", "submission_id", "nonce"):
             if column not in have:
                 self.db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
         if "missing_polls" not in have:
             self.db.execute("ALTER TABLE jobs ADD COLUMN missing_polls INTEGER NOT NULL DEFAULT 0")
+        if "started_at" not in have:
+            self.db.execute("ALTER TABLE jobs ADD COLUMN started_at REAL")
+        # sightings kept before every one was (first sightings only): still good evidence
+        self.db.execute("INSERT OR IGNORE INTO head_sightings (repo, pr, sha, seen_at)"
+                        " SELECT repo, pr, sha, seen_at FROM pr_heads")
+        self.db.execute("DELETE FROM pr_heads")
         # one job per idempotency key: a retried delivery finds the job it queued before
         self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs (key) WHERE key IS NOT NULL")
 
@@ -251,15 +274,51 @@ class Store:
 
     # -- pull request heads: what a commenter saw ------------------------------------------
     def saw_head(self, repo: str, pr: int, sha: str, at: float) -> None:
-        """Remember that ``sha`` was the head of ``pr`` at ``at`` (the earliest sighting wins)."""
-        self._x("INSERT INTO pr_heads (repo, pr, sha, seen_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (repo, pr, sha) DO UPDATE SET seen_at = MIN(seen_at, excluded.seen_at)",
-                (repo, pr, sha, at))
+        """Remember that ``sha`` was the head of ``pr`` at ``at``; every sighting is kept."""
+        self._x("INSERT INTO head_sightings (repo, pr, sha, seen_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING", (repo, pr, sha, at))
 
     def head_seen_at(self, repo: str, pr: int, sha: str) -> float | None:
-        row = self._x("SELECT seen_at FROM pr_heads WHERE repo = ? AND pr = ? AND sha = ?",
+        """When ``sha`` was first seen as the head of ``pr`` (None: never)."""
+        row = self._x("SELECT MIN(seen_at) AS t FROM head_sightings WHERE repo = ? AND pr = ? AND sha = ?",
                       (repo, pr, sha)).fetchone()
-        return row["seen_at"] if row else None
+        return row["t"] if row and row["t"] is not None else None
+
+    def head_at(self, repo: str, pr: int, at: float) -> str | None:
+        """The head of ``pr`` as last seen at or before ``at`` (None: none seen by then)."""
+        row = self._x("SELECT sha FROM head_sightings WHERE repo = ? AND pr = ? AND seen_at <= ?"
+                      " ORDER BY seen_at DESC, rowid DESC LIMIT 1", (repo, pr, at)).fetchone()
+        return row["sha"] if row else None
+
+    # -- commands per person ---------------------------------------------------------------
+    def admit_command(self, login: str, comment_id: int, per_hour: int, now: float | None = None) -> str:
+        """'ok' (run it), 'warn' (over the limit: say so once) or 'silent' (over, already told).
+        A redelivered comment gets the answer it got the first time. ``per_hour`` 0: no limit."""
+        if not per_hour:
+            return "ok"
+        now = time.time() if now is None else now
+        login = (login or "").lower()
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self.db.execute("SELECT verdict FROM command_uses WHERE login = ? AND comment_id = ?",
+                                      (login, comment_id)).fetchone()
+                if row:
+                    verdict = row["verdict"]
+                else:
+                    counts = dict(self.db.execute(
+                        "SELECT verdict, COUNT(*) FROM command_uses WHERE login = ? AND at > ? GROUP BY verdict",
+                        (login, now - 3600)).fetchall())
+                    verdict = ("ok" if counts.get("ok", 0) < per_hour
+                               else "silent" if counts.get("warn") else "warn")
+                    self.db.execute("INSERT INTO command_uses (login, comment_id, at, verdict) VALUES (?, ?, ?, ?)",
+                                    (login, comment_id, now, verdict))
+                    self.db.execute("DELETE FROM command_uses WHERE at < ?", (now - 86400,))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return verdict
 
     def update_job(self, job_id: int, **fields: Any) -> None:
         if not fields:

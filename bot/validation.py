@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
+from pipeline import mdescape as md
 from pipeline.taxonomy import render
 from pipeline.taxonomy.rules import KNOWN_TREES
 from pipeline.taxonomy.validate import LeafResult, Options, validate_leaf
@@ -60,7 +61,7 @@ def validate_pull(gh: Client, repo: str, number: int, head_sha: str,
 
 
 def report(gh: Client, repo: str, number: int, head_sha: str, results: list[LeafResult],
-           changed_files: int, run) -> str:
+           changed_files: int, run, max_annotations: int = 50) -> str:
     """Complete the check run and upsert the one PR comment; returns the conclusion."""
     if not results:
         conclusion, title = "neutral", "No taxonomy leaves changed"
@@ -72,17 +73,26 @@ def report(gh: Client, repo: str, number: int, head_sha: str, results: list[Leaf
                  else f"{s['invalid']} of {s['leaves']} leaves invalid")
         summary = render.markdown(results)
     annotations = render.annotations([x for r in results for x in r.diagnostics])
+    if len(annotations) > max_annotations:
+        # GitHub shows 50; sending 190,000 would take 3,800 requests of the App's quota
+        summary += (f"\n\n{len(annotations) - max_annotations} more findings are not annotated on the "
+                    f"changed lines (the first {max_annotations} are); run `sprout validate` locally for all.")
+        annotations = annotations[:max_annotations]
     gh.finish_check_run(run, conclusion, title, summary, annotations)
     if results:
-        body = (f"### Sprout validation for {head_sha[:7]}\n\n{render.markdown(results, limit=200)}\n\n"
-                "Every finding is also annotated on the changed lines (Files changed tab). "
-                "Comment `/sprout help` for commands.")
-        gh.upsert_comment(repo, number, COMMENT_MARKER, body)
+        gh.upsert_comment(repo, number, COMMENT_MARKER, comment_body(head_sha, results))
     return conclusion
 
 
-def run_validation(gh: Client, repo: str, number: int, head_sha: str) -> str:
+def comment_body(head_sha: str, results: list[LeafResult]) -> str:
+    """The one validation comment on the pull request."""
+    return (f"### Sprout validation for {md.code(head_sha[:7])}\n\n{render.markdown(results, limit=200)}\n\n"
+            "Every finding is also annotated on the changed lines (Files changed tab). "
+            "Comment `/sprout help` for commands.")
+
+
+def run_validation(gh: Client, repo: str, number: int, head_sha: str, max_annotations: int = 50) -> str:
     run = gh.start_check_run(repo, CHECK_NAME, head_sha, "Validating taxonomy leaves",
                              "Sprout is reading the changed leaves.")
     results, changed = validate_pull(gh, repo, number, head_sha)
-    return report(gh, repo, number, head_sha, results, changed, run)
+    return report(gh, repo, number, head_sha, results, changed, run, max_annotations)

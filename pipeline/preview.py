@@ -14,25 +14,26 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
+from . import mdescape as md
 from .run import Run, RunConfig, RunError
 
 
 def _cell(text: str | None, limit: int = 240) -> str:
-    """Text for a Markdown table cell: one line, pipes escaped, long text cut."""
-    t = " ".join((text or "").split()).replace("|", "\\|")
-    return t if len(t) <= limit else t[: limit - 1] + "…"
+    """Text for a Markdown table cell: one line, nothing active, long text cut."""
+    return md.cell(text, limit)
 
 
 def _block(text: str | None, limit: int = 400) -> str:
     """Text for a Markdown paragraph that keeps its line breaks (a haiku is its lines)."""
-    t = (text or "").strip()
+    t = md.clean(text, keep_lines=True).strip()
     t = t if len(t) <= limit else t[: limit - 1] + "…"
-    return "<br>".join(" ".join(line.split()) for line in t.splitlines() if line.strip())
+    return "<br>".join(md.text(line) for line in t.split("\n") if line.strip())
 
 
 def _refs(r: Run) -> str:
     head, base = r.state.get("taxonomy_sha"), r.state.get("last_trained")
-    return (f"`{head[:7]}`" if head else r.state["taxonomy_path"]) + (f" against `{base[:7]}`" if base else "")
+    return ((md.code(head[:7]) if head else md.text(r.state["taxonomy_path"]))
+            + (f" against {md.code(base[:7])}" if base else ""))
 
 
 # -- preview ---------------------------------------------------------------------------------
@@ -70,30 +71,30 @@ def preview_markdown(p: dict, refs: str = "") -> str:
         return "## Sprout preview: this pull request changes no leaves\n"
     f = p["funnel"]
     lines = [f"## 🌱 Sprout preview: {len(p['leaves'])} leaf(s), {f['in']} samples generated → {f['out']} kept",
-             "", f"Teacher `{p['teacher']}` on {refs}. Nothing here is trained yet: this is the data the "
+             "", f"Teacher {md.code(p['teacher'])} on {refs}. Nothing here is trained yet: this is the data the "
              "leaves would add on merge.", "",
              "| leaf | generated → kept | dropped by |", "|---|---:|---|"]
     for leaf in p["leaves"]:
-        why = ", ".join(f"{k} −{v}" for k, v in leaf["dropped_by"].items())
+        why = ", ".join(f"{md.text(k)} −{v}" for k, v in leaf["dropped_by"].items())
         if leaf["emptied_by"]:
-            why += f" — **emptied by {leaf['emptied_by']['filter']}**"
-        lines.append(f"| `{leaf['path']}` | {leaf['generated']} → {leaf['kept']} | {why} |")
+            why += f" — **emptied by {md.text(leaf['emptied_by']['filter'])}**"
+        lines.append(f"| {md.code(leaf['path'], table=True)} | {leaf['generated']} → {leaf['kept']} | {why} |")
     for leaf in p["leaves"]:
-        lines += ["", f"<details><summary><code>{leaf['path']}</code>: {len(leaf['samples'])} of "
+        lines += ["", f"<details><summary><code>{md.html_text(leaf['path'])}</code>: {len(leaf['samples'])} of "
                       f"{leaf['kept']} kept samples</summary>", ""]
         for s in leaf["samples"]:
             if s.get("context"):
                 lines.append(f"> {_cell(s['context'], 300)}")
                 lines.append("")
-            lines += [f"**Q** ({s['shape']}): {_block(s['question'], 300)}", "",
+            lines += [f"**Q** ({md.text(s['shape'])}): {_block(s['question'], 300)}", "",
                       f"**A**: {_block(s['answer'], 400)}", ""]
         if leaf["dropped_examples"]:
             lines.append("Dropped, for example:")
-            lines += [f"- **{d['filter']}**: {_cell(d['reason'], 120)} — _{_cell(d['question'], 120)}_"
+            lines += [f"- **{md.text(d['filter'])}**: {_cell(d['reason'], 120)} — _{_cell(d['question'], 120)}_"
                       for d in leaf["dropped_examples"]]
         lines.append("</details>")
-    lines += ["", f"<sub>run `{p['run_id']}` · funnel: "
-                  + (", ".join(f"{k} −{v}" for k, v in f["filters"].items() if v) or "nothing dropped") + "</sub>"]
+    lines += ["", f"<sub>run {md.code(p['run_id'])} · funnel: "
+                  + (", ".join(f"{md.text(k)} −{v}" for k, v in f["filters"].items() if v) or "nothing dropped") + "</sub>"]
     return "\n".join(lines) + "\n"
 
 
@@ -103,9 +104,9 @@ def current_student(r: Run) -> tuple[Path, str]:
     named = r.config.student not in ("default", "smollm2", "tiny")  # a folder the caller chose
     last = None if named else r.last_accepted()
     if last is not None:
-        return Path(last["path"]), f"last accepted model `{last['id']}`"
+        return Path(last["path"]), f"last accepted model {md.code(last['id'])}"
     base, _ = r._base_student()
-    return base, f"`{r.config.student}`" if named else "the base student"
+    return base, md.code(r.config.student) if named else "the base student"
 
 
 def precheck(config: RunConfig, log=print) -> tuple[Path, dict]:
@@ -147,12 +148,12 @@ def precheck_markdown(p: dict, refs: str = "") -> str:
              "the mean of content-word F1 and ROUGE-L against the expected answer (0 to 1); after the "
              "merge, the retrain report asks the held-out share of them (never trained on) again."]
     for leaf in p["leaves"]:
-        lines += ["", f"### `{leaf['path']}` — score {leaf['score']:.3f}", "",
+        lines += ["", f"### {md.code(leaf['path'])} — score {leaf['score']:.3f}", "",
                   "| question | expected | student | score |", "|---|---|---|---:|"]
         for q in leaf["questions"]:
             lines.append(f"| {_cell(q['question'], 200)} | {_cell(q['expected'])} | {_cell(q['answer']) or '_(no answer)_'} | "
                          f"{q['score']:.2f} |")
-    lines += ["", f"<sub>run `{p['run_id']}` · student `{p['student']}`</sub>"]
+    lines += ["", f"<sub>run {md.code(p['run_id'])} · student {md.code(p['student'])}</sub>"]
     return "\n".join(lines) + "\n"
 
 

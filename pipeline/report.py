@@ -26,6 +26,8 @@ import html
 import json
 from pathlib import Path
 
+from . import mdescape as md
+
 HELDOUT_BUDGET = 40_000
 ICON = {"Improved": "🟢", "Regressed": "🔴", "No change": "⚪", "New": "🆕"}
 
@@ -42,20 +44,20 @@ def _curve(report: dict, points: int = 40) -> tuple[list[str], list[float]]:
 def smoke_line(report: dict) -> str | None:
     st = report.get("student") or {}
     if st and not st.get("pretrained", True):
-        return (f"⚠️ **Smoke run, not evidence**: the student is {st.get('name', '?')}, a randomly "
+        return (f"⚠️ **Smoke run, not evidence**: the student is {md.text(st.get('name', '?'))}, a randomly "
                 "initialised model that knows nothing; these scores only show that the pipeline runs.")
     return None
 
 
 def provenance(report: dict) -> str:
     st, te = report.get("student") or {}, report.get("teacher") or {}
-    parts = [f"**Student:** {st.get('name', '?')} ({'pretrained' if st.get('pretrained', True) else 'random init, smoke'})"]
+    parts = [f"**Student:** {md.text(st.get('name', '?'))} ({'pretrained' if st.get('pretrained', True) else 'random init, smoke'})"]
     if report.get("recipe"):
-        parts.append(f"**Recipe:** {report['recipe']['text']}")
+        parts.append(f"**Recipe:** {md.text(report['recipe']['text'])}")
     if te:
-        parts.append(f"**Teacher:** {te.get('name')}" + (" — smoke-level, not a model" if te.get("smoke") else ""))
+        parts.append(f"**Teacher:** {md.text(te.get('name'))}" + (" — smoke-level, not a model" if te.get("smoke") else ""))
     j = report.get("judge")
-    parts.append(f"**Judge:** {j['judge']} ({j['unparseable']} of {j['asked']} replies unreadable)" if j
+    parts.append(f"**Judge:** {md.text(j['judge'])} ({j['unparseable']} of {j['asked']} replies unreadable)" if j
                  else "**Judge:** none")
     if report.get("sprout"):
         parts.append(f"**Sprout:** {report['sprout']}")
@@ -68,9 +70,7 @@ def _interval(leaf: dict) -> str:
 
 
 def _cell(text: str, limit: int = 160) -> str:
-    text = " ".join((text or "").split())
-    text = text if len(text) <= limit else text[:limit - 1] + "…"
-    return text.replace("|", "\\|") or "(empty)"
+    return md.cell(text, limit, empty="(empty)")
 
 
 def markdown(report: dict) -> str:
@@ -78,7 +78,7 @@ def markdown(report: dict) -> str:
     smoke = smoke_line(report)
     lines = ([smoke, ""] if smoke else []) + [f"## {'✅' if ok else '❌'} Sprout retrain: {report['verdict']}"]
     if report.get("reasons"):
-        lines.append("\n" + "\n".join(f"- {r}" for r in report["reasons"]))
+        lines.append("\n" + "\n".join(f"- {md.text(r)}" for r in report["reasons"]))
     if report.get("student"):
         lines += ["", provenance(report)]
     judged = any("judge_new" in leaf for leaf in report["leaves"])
@@ -95,7 +95,7 @@ def markdown(report: dict) -> str:
     for leaf in report["leaves"]:
         jb = leaf.get("judge_deployed", leaf.get("judge_base"))
         j = (f" {jb:.2f} → {leaf['judge_new']:.2f} |" if "judge_new" in leaf else " – |") if judged else ""
-        name = f"`{leaf['path']}`" + ("" if leaf.get("changed", True) else " (unchanged)")
+        name = md.code(leaf["path"], table=True) + ("" if leaf.get("changed", True) else " (unchanged)")
         if new_style:
             lines.append(f"| {name} | {ICON.get(leaf['class'], '')} {leaf['class']} | "
                          f"{leaf['samples_generated']} → {leaf['samples_kept']} | {leaf['deployed_score']:.3f} | "
@@ -122,7 +122,7 @@ def markdown(report: dict) -> str:
         lines += ["", "<details><summary>Held-out answers, deployed vs new</summary>", ""]
         used, left_out = 0, 0
         for leaf in answered:
-            block = [f"**`{leaf['path']}`**", "", "| question | reference | deployed | new |", "|---|---|---|---|"]
+            block = [f"**{md.code(leaf['path'])}**", "", "| question | reference | deployed | new |", "|---|---|---|---|"]
             block += [f"| {_cell(h['question'])} | {_cell(h['reference'])} | {_cell(h['deployed_answer'])} | "
                       f"{_cell(h['new_answer'])} |" for h in leaf["heldout"]]
             size = sum(len(b) + 1 for b in block)
@@ -135,7 +135,7 @@ def markdown(report: dict) -> str:
             lines.append(f"_{left_out} more leaves' answers are in report.html and report.json._")
         lines.append("</details>")
     t = report["taxonomy"]
-    lines += ["", f"<sub>run `{report['run_id']}` · taxonomy {t.get('ref') or t['path']} · "
+    lines += ["", f"<sub>run {md.code(report['run_id'])} · taxonomy {md.text(t.get('ref') or t['path'])} · "
                   f"started from {report['started_from']['kind']} · "
                   + " · ".join(f"{k} {v:.0f}s" for k, v in report["timings"].items()) + "</sub>"]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """`sprout preview` and `sprout precheck` on a pull request's commits (a real git repository)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -112,7 +113,10 @@ def test_cli_preview_prints_the_report_between_markers(pr, tmp_path):
     repo, base, head = pr
     p = subprocess.run([sys.executable, "-m", "pipeline.cli", "preview", str(repo), "--ref", head, "--base", base,
                         "--out", str(tmp_path / "pv"), "--runs-root", str(tmp_path / "runs"), "--no-embeddings",
-                        "--print-report"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--print-report"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "SPROUT_REPORT_NONCE": "0123456789abcdef" * 2})
     assert p.returncode == 0, p.stderr[-2000:]
     from bot.dispatch import extract_report
-    assert extract_report(p.stdout).startswith("## 🌱 Sprout preview: 1 leaf(s)")
+    report = extract_report(p.stdout, "0123456789abcdef" * 2)
+    assert report["kind"] == "preview" and report["markdown"].startswith("## 🌱 Sprout preview: 1 leaf(s)")
+    assert extract_report(p.stdout, "f" * 32) is None  # another job's nonce finds nothing

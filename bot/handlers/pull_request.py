@@ -19,7 +19,8 @@ def validate(event: Event, ctx) -> None:
     at = github_time(pr.get("updated_at"))
     if at is not None:
         ctx.store.saw_head(event.repo, pr["number"], pr["head"]["sha"], at)
-    run_validation(ctx.gh(event.installation_id), event.repo, pr["number"], pr["head"]["sha"])
+    run_validation(ctx.gh(event.installation_id), event.repo, pr["number"], pr["head"]["sha"],
+                   ctx.settings.max_annotations)
 
 
 @router.on("pull_request", "closed")

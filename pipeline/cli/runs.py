@@ -54,10 +54,17 @@ REJECTED = 3
 
 
 def _print_markers(path: Path) -> None:
-    """Markdown between markers, for a caller that only sees the job's log (the bot, through Ray Jobs)."""
-    print("<<<SPROUT-REPORT-MD")
-    print(path.read_text())
-    print("SPROUT-REPORT-MD>>>")
+    """The report as one line of JSON, for a caller that only sees the job's log (the bot, through
+    Ray Jobs): "SPROUT-REPORT <nonce> {kind, verdict, markdown}". The nonce is the caller's secret
+    (SPROUT_REPORT_NONCE in the job's environment), so no text a pull request makes the run print
+    can pass for the report; the verdict comes from report.json, never from the Markdown."""
+    import json
+    data = path.with_suffix(".json")
+    structured = json.loads(data.read_text()) if data.is_file() else {}
+    line = {"kind": path.stem, "verdict": structured.get("verdict"), "markdown": path.read_text()}
+    nonce = os.environ.get("SPROUT_REPORT_NONCE") or "-"
+    # ASCII JSON: no character of the report (U+2028, NUL, ...) can end the line early
+    print(f"SPROUT-REPORT {nonce} {json.dumps(line, ensure_ascii=True)}", flush=True)
 
 
 def _stage_log(message: str) -> None:
@@ -128,9 +135,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 2
     run_args = [args.taxonomy] + (["--ref", args.ref] if args.ref else []) + ["--print-report"] + args.run_args
     entrypoint = "sprout run " + " ".join(__import__("shlex").quote(a) for a in run_args)
+    from bot.dispatch import NONCE_ENV, new_nonce
+    nonce = new_nonce()
     try:
         client = JobSubmissionClient(address)
-        job = client.submit_job(entrypoint=entrypoint, metadata={"submitted_by": "sprout submit"})
+        job = client.submit_job(entrypoint=entrypoint, metadata={"submitted_by": "sprout submit"},
+                                runtime_env={"env_vars": {NONCE_ENV: nonce}})
     except Exception as e:
         print(f"sprout submit: cannot submit to {address}: {e}", file=sys.stderr)
         return 1
@@ -145,10 +155,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
         _time.sleep(args.poll)
         status = client.get_job_status(job)
     logs = client.get_job_logs(job)
-    from bot.dispatch import extract_report, failed_stage
-    report = extract_report(logs)
+    from bot.dispatch import extract_report, failed_stage, log_tail
+    from pipeline.mdescape import block
+    report = (extract_report(logs, nonce) or {}).get("markdown")
     summary = report or ("Job " + str(status).lower() + (f" at stage {failed_stage(logs)}" if failed_stage(logs) else "")
-                         + ":\n\n```\n" + "\n".join(logs.splitlines()[-40:]) + "\n```")
+                         + ":\n\n" + block(log_tail(logs)))
     print(summary)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
@@ -212,7 +223,8 @@ def register(sub) -> None:
     r.add_argument("--until", choices=["diff", "filter", "mix", "report"], default="report",
                    help="stop after this stage (default: run everything)")
     r.add_argument("--print-report", action="store_true",
-                   help="also print report.md between markers (the bot reads it from the Ray job log)")
+                   help="also print the report as one line of JSON tagged with $SPROUT_REPORT_NONCE (the bot "
+                        "reads it from the Ray job log)")
     r.set_defaults(func=cmd_run)
 
     pv = sub.add_parser("preview", help="generate + filter only the leaves a change touches, and show a sample",
@@ -234,7 +246,7 @@ def register(sub) -> None:
                         "429/503 answers shrink it (default: 128)")
     pv.add_argument("--samples", type=int, default=3, help="kept samples shown per leaf (default: 3)")
     pv.add_argument("--no-embeddings", action="store_true", help="skip the embedding filters")
-    pv.add_argument("--print-report", action="store_true", help="also print preview.md between markers")
+    pv.add_argument("--print-report", action="store_true", help="also print the report as one tagged JSON line (see sprout run)")
     pv.set_defaults(func=cmd_preview)
 
     pc = sub.add_parser("precheck", help="ask the current student the changed leaves' seed questions",
@@ -251,7 +263,7 @@ def register(sub) -> None:
     pc.add_argument("--runs-root", default="runs", help="model registry and default student (default: runs)")
     pc.add_argument("--student", default="default",
                     help="model directory to ask; default: the last accepted model, else the base student")
-    pc.add_argument("--print-report", action="store_true", help="also print precheck.md between markers")
+    pc.add_argument("--print-report", action="store_true", help="also print the report as one tagged JSON line (see sprout run)")
     pc.set_defaults(func=cmd_precheck)
 
     su = sub.add_parser("submit", help="run the pipeline as a Ray job (Ray Jobs API), wait, print the report",

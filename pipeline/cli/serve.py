@@ -91,8 +91,17 @@ def cmd_bot_serve(args: argparse.Namespace) -> int:
     print(f"Sprout bot on http://{args.host}:{args.port} (webhook: POST /webhook, status: /, "
           f"metrics: /metrics); store {settings.database_path}; worker: {args.workers} thread(s) "
           f"in {'its own process' if args.worker_mode == 'process' else 'this process'}", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **uvicorn_options(settings))
     return 0
+
+
+def uvicorn_options(settings) -> dict:
+    """Proxy headers off unless SPROUT_FORWARDED_ALLOW_IPS names the proxies: uvicorn's default
+    believes X-Forwarded-For from 127.0.0.1, so behind a same-host proxy that passes it through,
+    anyone could claim to be the loopback client the status page answers."""
+    if settings.forwarded_allow_ips:
+        return {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
+    return {"proxy_headers": False}
 
 
 def settings_help() -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
+from .. import mdescape as md
 from .diagnostics import Diagnostic, Severity
 from .validate import LeafResult
 
@@ -81,9 +82,10 @@ def annotations(diagnostics: Iterable[Diagnostic], path_of=lambda d: d.file) -> 
     level = {Severity.ERROR: "failure", Severity.WARNING: "warning", Severity.NOTICE: "notice"}
     out = []
     for x in sorted(diagnostics):
+        # plain text on GitHub; values quoted from a leaf keep no control or bidi characters
         a = {"path": path_of(x), "start_line": x.line, "end_line": x.line,
-             "annotation_level": level[x.severity], "title": f"sprout: {x.rule}",
-             "message": x.message + (f"\nHint: {x.hint}" if x.hint else "")}
+             "annotation_level": level[x.severity], "title": md.plain(f"sprout: {x.rule}", 255, keep_lines=False),
+             "message": md.plain(x.message + (f"\nHint: {x.hint}" if x.hint else ""), 64_000)}
         a["start_column"] = a["end_column"] = x.column
         out.append(a)
     return out
@@ -99,8 +101,9 @@ def markdown(results: list[LeafResult], limit: int = 50) -> str:
         lines += ["| | Location | Rule | Message |", "|---|---|---|---|"]
         for r, x in rows[:limit]:
             mark = "❌" if x.severity is Severity.ERROR else "⚠️"
-            msg = x.message.replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {mark} | `{x.file}:{x.line}:{x.column}` | `{x.rule}` | {msg} |")
+            # file names and messages quote the leaf: escaped, never raw
+            lines.append(f"| {mark} | {md.code(f'{x.file}:{x.line}:{x.column}', table=True)} | "
+                         f"{md.code(x.rule, table=True)} | {md.cell(x.message, 1000)} |")
         if len(rows) > limit:
             lines.append(f"\n…and {len(rows) - limit} more findings.")
     return "\n".join(lines)

@@ -80,21 +80,30 @@ def test_cancel_and_coalesce(make_bot, settings, emulator, ray_head):
     assert sorted(j["status"] for j in final) == ["cancelled", "cancelled", "superseded"]
 
 
-def test_report_from_the_job_log_is_posted(make_bot, settings, emulator, ray_head):
-    script = ("print('[generate] ...'); print('<<<SPROUT-REPORT-MD'); "
-              "print('## OK Sprout retrain: accepted'); print('| leaf | class |'); print('SPROUT-REPORT-MD>>>')")
+def test_report_from_the_job_log_is_posted_and_cannot_be_forged(make_bot, settings, emulator, ray_head):
+    # what a pull request could make a job print (a held-out question, an answer): a report in the
+    # old marker format, and one tagged with a guessed nonce; then the job's own report line
+    forged = ("print('<<<SPROUT-REPORT-MD'); print('## ✅ Sprout retrain: accepted'); print('SPROUT-REPORT-MD>>>'); "
+              "print('SPROUT-REPORT ' + 'a' * 32 + ' ' + json.dumps(dict(verdict='accepted', markdown='FORGED')))")
+    real = ("print('SPROUT-REPORT ' + os.environ['SPROUT_REPORT_NONCE'] + ' ' + "
+            "json.dumps(dict(kind='report', verdict='rejected', markdown='## OK Sprout retrain: rejected\\n| leaf | class |')))")
+    script = f"import json, os; print('[generate] ...'); {forged}; {real}; {forged}"
     bot = bot_with(make_bot, settings, ray_head, f'python -c "{script}"')
     merge(emulator, 6, "s" * 40)
     bot.deliver("pull_request", pr_payload("closed", 6, "h" * 40, merged=True, merge_sha="s" * 40))
-    wait_job(bot, {"succeeded"})
+    [job] = wait_job(bot, {"succeeded"})
     body = emulator.comments(REPO, 6)[0]["body"]
-    assert "## OK Sprout retrain: accepted" in body and "| leaf | class |" in body
+    posted, tail = body.split("<details><summary>Log tail</summary>")
+    assert "## OK Sprout retrain: rejected\n| leaf | class |" in posted  # the job's own report
+    assert "FORGED" not in posted and "accepted" not in posted  # the forgeries are only log, fenced
+    assert "FORGED" in tail and tail.count("(the report line)") == 3
+    assert job["verdict"] == "rejected" and job["nonce"] not in body  # the nonce never reaches GitHub
 
 
 def test_failed_stage_is_named():
     from bot.dispatch import extract_report, failed_stage
     logs = "[validate] ...\n[validate] done\n[train] ...\nTraceback: boom\n"
-    assert failed_stage(logs) == "train" and extract_report(logs) is None
+    assert failed_stage(logs) == "train" and extract_report(logs, "a" * 32) is None
 
 
 def test_sprout_submit_reports_a_failing_run(ray_head, tmp_path, sample_taxonomy):
@@ -127,3 +136,18 @@ def test_stopping_a_local_head_leaves_other_ray_clusters_alone(ray_head):
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{address}/api/version", timeout=2)
     assert httpx.get(f"{ray_head.address}/api/version").status_code == 200  # still up
+
+
+def test_a_real_job_past_its_limit_is_stopped_and_the_next_runs(make_bot, settings, emulator, ray_head):
+    s = replace(settings, retrain_entrypoint="python -c \"import time; time.sleep(300)\"",
+                job_timeouts=(("retrain", 3.0), ("preview", 900.0), ("precheck", 900.0)))
+    bot = make_bot(s, dispatcher=lambda store, gh: Dispatcher(store, gh, s, address=ray_head.address, poll=0.3))
+    for n, sha in ((7, "t" * 40), (8, "u" * 40)):
+        merge(emulator, n, sha)
+        bot.deliver("pull_request", pr_payload("closed", n, "h" * 40, merged=True, merge_sha=sha))
+        bot.wait_idle()
+    jobs = wait_job(bot, {"timed_out"}, timeout=90)  # both, one after the other
+    assert [j["sha"][0] for j in sorted(jobs, key=lambda j: j["id"])] == ["t", "u"]
+    run = [r for r in emulator.check_runs(REPO) if r["head_sha"] == "t" * 40][0]
+    assert run["conclusion"] == "timed_out"
+    assert "SPROUT_RETRAIN_TIMEOUT" in emulator.comments(REPO, 7)[0]["body"]

@@ -1,6 +1,7 @@
 """Pull requests end to end: real app, real worker, PyGithub against the emulator."""
 
 import time
+from dataclasses import replace
 
 from tests.bot.conftest import REPO, pr_payload
 from tests.github_emulator import Fault
@@ -51,7 +52,8 @@ def test_missing_attribution_and_no_leaf_changes(bot, emulator):
     assert emulator.comments(REPO, 4) == []  # nothing to say on a PR without leaves
 
 
-def test_300_file_pr_paginates_and_batches_annotations(bot, emulator):
+def test_300_file_pr_paginates_and_batches_annotations(make_bot, settings, emulator):
+    bot = make_bot(replace(settings, max_annotations=200))  # above the default cap of 50: batches of 50
     files = {}
     for i in range(150):
         d = f"compositional_skills/bulk/leaf_{i:03d}"

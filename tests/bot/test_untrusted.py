@@ -75,7 +75,9 @@ def recorder_bot(make_bot, settings):
 
 def test_force_push_after_the_command_is_refused(recorder_bot, emulator):
     emulator.add_pull(REPO, 1, "b" * 40, "h" * 40, {}, FILES, created_at=time.time() - 60, updated_at=time.time() - 60)
-    recorder_bot.deliver("pull_request", pr_payload("opened", 1, "h" * 40) | {})
+    opened = pr_payload("opened", 1, "h" * 40)
+    opened["pull_request"]["updated_at"] = iso(time.time() - 60)  # GitHub's time for h, as the PR says
+    recorder_bot.deliver("pull_request", opened)
     recorder_bot.wait_idle()
     c = emulator.add_comment(REPO, 1, "maintainer", "/sprout generate")
     c["created_at"] = iso(time.time() - 30)  # the maintainer reviewed h and commented
