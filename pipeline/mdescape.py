@@ -124,7 +124,9 @@ def plain(value, limit: int | None = None, keep_lines: bool = True) -> str:
     return _cut(clean(value, keep_lines=keep_lines), limit)
 
 
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"`]*@")
+# A scheme starts only after a character that cannot be part of one (not at every \b), so the
+# scheme runs tried are disjoint and the scan stays linear ("a.a.a…" was quadratic with \b).
+_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://)[^/\s@'\"`]*@")
 
 
 def mask_credentials(value: str) -> str:

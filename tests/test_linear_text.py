@@ -92,7 +92,15 @@ def _commands(text):
 def _bot_logs(text):
     from bot import dispatch
     dispatch.failed_stage(text)
-    dispatch.extract_report(text)
+    dispatch.extract_report(text, "0" * 32)
+    dispatch.log_tail(text)
+
+
+def _escapes(text):
+    from pipeline import mdescape as md
+    for fn in (md.text, md.cell, md.code, md.link_text, md.html_text, md.block, md.plain,
+               md.mask_credentials, md.without_credentials):
+        fn(text)
 
 
 SCANNERS = {
@@ -111,6 +119,7 @@ SCANNERS = {
                                    _source(t)),
     "bot commands": _commands,
     "bot job logs": _bot_logs,
+    "markdown escaping": _escapes,
 }
 
 
@@ -274,9 +283,11 @@ def test_every_module_reading_pr_text_is_audited():
                "pipeline/filter/safety.py", "pipeline/filter/judge.py", "pipeline/filter/base.py",
                "pipeline/eval/judge.py", "pipeline/taxonomy/hygiene.py", "pipeline/taxonomy/rules.py",
                "pipeline/taxonomy/sources.py", "pipeline/taxonomy/loader.py", "pipeline/taxonomy/globs.py",
-               "bot/commands.py", "bot/dispatch.py", "bot/github.py"}
+               "bot/commands.py", "bot/dispatch.py", "bot/github.py", "pipeline/mdescape.py",
+               "bot/handlers/issue_comment.py"}
     own_strings = {"pipeline/run.py", "pipeline/quiet.py", "pipeline/train/loop.py", "pipeline/train/student.py",
-                   "pipeline/cli/data.py", "pipeline/filter/embed.py", "pipeline/filter/run.py"}
+                   "pipeline/cli/data.py", "pipeline/filter/embed.py", "pipeline/filter/run.py",
+                   "pipeline/train/chat_format.py"}  # a model's own chat template
     found = set()
     for path in [*root.glob("pipeline/**/*.py"), *root.glob("bot/**/*.py")]:
         text = path.read_text(encoding="utf-8")

@@ -47,7 +47,7 @@ def test_preview_generates_only_the_changed_leaf(pr, tmp_path):
     assert (result["ref"], result["base_ref"]) == (head, base)
     md = (out / "preview.md").read_text()
     assert f"`{HAIKU}` | {leaf['generated']} → {leaf['kept']}" in md and "**Q**" in md
-    assert "exact_dedup" in md  # the funnel names what dropped samples
+    assert "exact\\_dedup" in md  # the funnel names what dropped samples (escaped Markdown)
     haiku = [x for x in leaf["samples"] if "\n" in x["answer"].strip()]
     assert haiku
     for x in haiku:  # line breaks survive in the comment
