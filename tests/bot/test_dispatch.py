@@ -96,7 +96,7 @@ def test_report_from_the_job_log_is_posted_and_cannot_be_forged(make_bot, settin
     posted, tail = body.split("<details><summary>Log tail</summary>")
     assert "## OK Sprout retrain: rejected\n| leaf | class |" in posted  # the job's own report
     assert "FORGED" not in posted and "accepted" not in posted  # the forgeries are only log, fenced
-    assert "FORGED" in tail and tail.count("(the report line)") == 3
+    assert tail.count("(the report line)") == 3  # every tagged line, forged or not, is left out
     assert job["verdict"] == "rejected" and job["nonce"] not in body  # the nonce never reaches GitHub
 
 
