@@ -453,9 +453,21 @@ def test_bf16_exports_and_hands_off_the_fp32_masters_bit_for_bit(model_dir, tmp_
     student = load_file(str(model_dir / "model.safetensors"))
     one = load_file(str(run / "knowledge/model.safetensors"))
     two = load_file(str(run / "skills/model.safetensors"))
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-    masters = get_fp32_state_dict_from_zero_checkpoint(str(run / "checkpoints"), tag=f"knowledge-step{info['steps']}")
     trained = [k for k in one if ".layers.1." in k or k == "model.norm.weight"]
+    tag = run / "checkpoints" / f"knowledge-step{info['steps']}"
+    if zero == 0:  # bf16 stage 0 runs as DeepSpeed's BF16_Optimizer, whose checkpoint zero_to_fp32 cannot
+        # read: its flat fp32 partition holds the trainable weights in the model's order
+        from transformers import AutoModelForCausalLM
+        order = [n for n, _ in AutoModelForCausalLM.from_pretrained(model_dir).named_parameters() if n in trained]
+        flat = torch.load(next(tag.glob("bf16_*optim_states.pt")), weights_only=False)[
+            "optimizer_state_dict"]["single_partition_of_fp32_groups"][0]
+        masters, offset = {}, 0
+        for n in order:
+            masters[n] = flat[offset:offset + one[n].numel()].reshape(one[n].shape)
+            offset += one[n].numel()
+    else:
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+        masters = get_fp32_state_dict_from_zero_checkpoint(str(run / "checkpoints"), tag=tag.name)
     frozen = [k for k in one if k not in trained]
     assert trained and frozen and any(".layers.0." in k for k in frozen)
     for k in trained:
