@@ -79,7 +79,6 @@ class Scheduler:
                 break
             out += item
         rows += out
-        self.rows += len(out)
         return out
 
     def _loop(self) -> None:

@@ -218,6 +218,12 @@ class Engine:
                     mask, pos = mask[index], pos[index]
                     live, tokens = [live[i] for i in keep], [tokens[i] for i in keep]
                     generators = [generators[i] for i in keep]
+                    if keep and self._mergeable(cache):  # columns only the departed rows used: dropped
+                        dead = int(mask.any(0).int().argmax())
+                        if dead:
+                            for layer in cache.layers:
+                                layer.keys, layer.values = layer.keys[..., dead:, :], layer.values[..., dead:, :]
+                            mask = mask[:, dead:]
                 new = admit(len(live)) if admit is not None and self._mergeable(cache) else []
                 if new:
                     new_logits, new_cache, new_mask, new_pos = self._prefill(new)
