@@ -1,5 +1,5 @@
 """Benchmark: chat completions per second from `sprout model serve` with 8 concurrent clients
-(requests batched by the micro-batching scheduler) against the server as it was before (one
+(requests batched, continuously, by the scheduler) against the server as it was before (one
 request at a time under a lock, bench/_serve_serialized.py), in the same run on the same model
 and questions.
 

@@ -1,6 +1,7 @@
-"""Micro-batching: requests that arrive within a few milliseconds of each other (or while a batch
-is generating) are generated together as one padded batch, instead of one after another under a
-lock. One thread owns the model; request handlers only queue rows and read their progress."""
+"""Batching: requests that arrive within a few milliseconds of each other start as one padded
+batch, and requests that arrive while it generates join it at the next step (continuous
+batching), instead of one after another under a lock. One thread owns the model; request
+handlers only queue rows and read their progress."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ _STOP = object()
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, max_batch: int = 16, wait_ms: float = 5.0):
+    def __init__(self, engine: Engine, max_batch: int = 16, wait_ms: float = 5.0, continuous: bool = True):
         self.engine = engine
+        self.continuous = continuous
+        """Requests that arrive while a batch generates join it at the next step (else they wait
+        for the next batch)."""
         self.max_batch = max(1, max_batch)
         """Rows generated together at most (a request's ``n`` rows are never split)."""
         self.wait = wait_ms / 1000
@@ -58,6 +62,25 @@ class Scheduler:
             size += len(item)
         return batch, False
 
+    def _admit(self, live: int, rows: list[Row]) -> list[Row]:
+        """Requests queued while a batch generates, joined to it (never blocking, never past
+        ``max_batch``; ``rows`` grows so that a failure reaches them too)."""
+        out: list[Row] = []
+        while True:
+            item = self._held
+            if item is None:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._held = None
+            if item is _STOP or live + len(out) + len(item) > self.max_batch:
+                self._held = item
+                break
+            out += item
+        rows += out
+        return out
+
     def _loop(self) -> None:
         while True:
             requests, closed = self._collect()
@@ -65,7 +88,7 @@ class Scheduler:
                 break
             rows = [r for req in requests for r in req]
             try:
-                self.engine.generate(rows)
+                self.engine.generate(rows, admit=lambda live: self._admit(live, rows) if self.continuous else [])
             except Exception as e:  # the model failed (out of memory, say): every row says so
                 for r in rows:
                     if r.finish_reason is None:

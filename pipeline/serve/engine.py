@@ -1,9 +1,9 @@
 """One loaded model and its decode loop: a left-padded batch of rows, each with its own sampling,
 ``max_tokens`` and stop strings, generated step by step over a KV cache so that each row can be
-streamed, stopped and finished on its own.
+streamed, stopped and finished on its own; finished rows leave the batch, new ones join it.
 
 Greedy rows give the same tokens batched as alone: padding is masked out and position ids count
-only real tokens, as ``generate()`` does (tests/serve/test_batching.py holds this)."""
+only real tokens, as ``generate()`` does (tests/serve/test_openai_api.py holds this)."""
 
 from __future__ import annotations
 
@@ -144,23 +144,10 @@ class Engine:
         if row.notify is not None:
             row.notify(row)
 
-    def generate(self, rows: list[Row]) -> None:
-        """Generate every row to its end (filled in place; ``notify`` after each step)."""
+    def _prefill(self, rows: list[Row]):
+        """A left-padded batch of prompts through the model: (logits, cache, mask, last positions)."""
         import torch
         from transformers import DynamicCache
-
-        if not rows:
-            return
-        generators = []
-        for r in rows:
-            g = None
-            if r.temperature > 0:
-                g = torch.Generator(device=self.device)
-                if r.seed is None:
-                    g.seed()
-                else:
-                    g.manual_seed(r.seed)
-            generators.append(g)
         width = max(len(r.prompt_ids) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -169,27 +156,102 @@ class Engine:
             mask[i, width - len(r.prompt_ids):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = self._forward(ids, mask, pos, cache)
+        return logits, cache, mask, pos[:, -1:]
+
+    def _generators(self, rows: list[Row]) -> list:
+        import torch
+        out = []
+        for r in rows:
+            g = None
+            if r.temperature > 0:
+                g = torch.Generator(device=self.device)
+                if r.seed is None:
+                    g.seed()
+                else:
+                    g.manual_seed(r.seed)
+            out.append(g)
+        return out
+
+    @staticmethod
+    def _mergeable(cache) -> bool:
+        from transformers.cache_utils import DynamicLayer
+        return all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None]))
+
+    @staticmethod
+    def _merge(cache, mask, extra, extra_mask):
+        """Rows prefilled apart joined to the running batch: both left-padded to one width."""
+        import torch
+        import torch.nn.functional as F
+        width = max(mask.shape[1], extra_mask.shape[1])
+        for a, b in zip(cache.layers, extra.layers):
+            a.keys = torch.cat([F.pad(a.keys, (0, 0, width - a.keys.shape[-2], 0)),
+                                F.pad(b.keys, (0, 0, width - b.keys.shape[-2], 0))], 0)
+            a.values = torch.cat([F.pad(a.values, (0, 0, width - a.values.shape[-2], 0)),
+                                  F.pad(b.values, (0, 0, width - b.values.shape[-2], 0))], 0)
+        return torch.cat([F.pad(mask, (width - mask.shape[1], 0)), F.pad(extra_mask, (width - extra_mask.shape[1], 0))], 0)
+
+    def generate(self, rows: list[Row], admit: Callable[[int], list[Row]] | None = None) -> None:
+        """Generate every row to its end (filled in place; ``notify`` after each step).
+
+        ``admit(live)``: rows that arrived meanwhile, given how many are generating; asked after each step and
+        joined to the running batch (continuous batching), so a long answer does not hold the
+        others back; they are generated to their end here too."""
+        import torch
+
+        if not rows:
+            return
         with torch.inference_mode():
-            cache = DynamicCache()
-            logits = self._forward(ids, mask, pos, cache)
-            live = list(rows)
-            for _ in range(max(r.max_tokens for r in rows)):
+            logits, cache, mask, pos = self._prefill(rows)
+            live, generators = list(rows), self._generators(rows)
+            every = list(rows)
+            while live:
                 tokens = self._choose(logits, live, generators)
                 for r, t in zip(live, tokens):
                     self._advance(r, t)
                 keep = [i for i, r in enumerate(live) if r.finish_reason is None]
-                if not keep:
-                    break
                 if len(keep) < len(live):  # finished rows leave the batch: a long row alone is not 8x the work
-                    index = torch.tensor(keep, device=self.device)
-                    cache.batch_select_indices(index)
+                    index = torch.tensor(keep, dtype=torch.long, device=self.device)
+                    if keep:
+                        cache.batch_select_indices(index)
                     mask, pos = mask[index], pos[index]
                     live, tokens = [live[i] for i in keep], [tokens[i] for i in keep]
                     generators = [generators[i] for i in keep]
+                    if keep and self._mergeable(cache):  # columns only the departed rows used: dropped
+                        dead = int(mask.any(0).int().argmax())
+                        if dead:
+                            for layer in cache.layers:
+                                layer.keys, layer.values = layer.keys[..., dead:, :], layer.values[..., dead:, :]
+                            mask = mask[:, dead:]
+                new = admit(len(live)) if admit is not None and self._mergeable(cache) else []
+                if new:
+                    new_logits, new_cache, new_mask, new_pos = self._prefill(new)
+                    new_generators = self._generators(new)
+                    new_tokens = self._choose(new_logits, new, new_generators)
+                    for r, t in zip(new, new_tokens):
+                        self._advance(r, t)
+                    every += new
+                    joined = [i for i, r in enumerate(new) if r.finish_reason is None]
+                    if joined:
+                        index = torch.tensor(joined, dtype=torch.long, device=self.device)
+                        new_cache.batch_select_indices(index)
+                        new_mask, new_pos = new_mask[index], new_pos[index]
+                        if live:
+                            mask = self._merge(cache, mask, new_cache, new_mask)
+                            pos = torch.cat([pos, new_pos], 0)
+                        else:
+                            cache, mask, pos = new_cache, new_mask, new_pos
+                        live += [new[i] for i in joined]
+                        tokens += [new_tokens[i] for i in joined]
+                        generators += [new_generators[i] for i in joined]
+                if not live:
+                    break
                 step = torch.tensor([[t] for t in tokens], dtype=torch.long, device=self.device)
                 mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long, device=self.device)], 1)
-                pos = pos[:, -1:] + 1
+                pos = pos + 1
                 logits = self._forward(step, mask, pos, cache)
+        rows = every
         for r in rows:  # max_tokens reached by every row at once
             if r.finish_reason is None:
                 r.finish_reason = "length"

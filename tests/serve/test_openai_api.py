@@ -4,6 +4,7 @@ concurrent requests generated in one batch with the same greedy answers as one a
 
 import json
 import threading
+import time
 
 import httpx
 import pytest
@@ -159,7 +160,7 @@ def test_a_failing_generation_is_a_500_and_the_server_goes_on(server):
     url, app = server
     engine = app.state.slot.current.engine
 
-    def boom(rows):
+    def boom(rows, admit=None):
         raise RuntimeError("out of memory (simulated)")
 
     engine.generate = boom
@@ -174,3 +175,29 @@ def test_a_failing_generation_is_a_500_and_the_server_goes_on(server):
     finally:
         del engine.generate
     assert chat(url, "hi", max_tokens=3)["choices"][0]["finish_reason"] == "length"
+
+
+def test_a_request_joins_a_running_batch_and_answers_as_alone(server):
+    """Continuous batching: short requests sent while a long answer is being generated join its
+    batch at the next step (prompts of other lengths: the caches are padded to one width), finish
+    first, and answer exactly as alone."""
+    url, app = server
+    engine = app.state.slot.current.engine
+    short = {q: chat(url, q, temperature=0, max_tokens=8)["choices"][0]["message"]["content"] for q in QUESTIONS[:4]}
+    long_alone = chat(url, QUESTIONS[6], temperature=0, max_tokens=120)["choices"][0]["message"]["content"]
+    forward = engine._forward
+    engine._forward = lambda *args: (time.sleep(0.02), forward(*args))[1]  # ~2.4 s for the long answer
+    try:
+        with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=120, json={
+                "messages": [{"role": "user", "content": QUESTIONS[6]}], "temperature": 0, "max_tokens": 120,
+                "stream": True}) as long:
+            lines = long.iter_lines()
+            next(lines)
+            batches = app.state.slot.current.scheduler.batches  # the long one's batch is still running
+            got = {q: chat(url, q, temperature=0, max_tokens=8)["choices"][0]["message"]["content"] for q in short}
+            finished_first = app.state.slot.current.scheduler.batches == batches  # answered inside it
+            rest = [x for x in lines if x.startswith("data: {")]
+    finally:
+        del engine._forward
+    assert got == short and finished_first
+    assert "".join(json.loads(x[6:])["choices"][0]["delta"].get("content") or "" for x in rest) == long_alone
