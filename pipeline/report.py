@@ -23,8 +23,9 @@ report.json (schema version 1; fields are only ever added):
   forgetting {probe, questions, base, new, threshold, loss_passed, passed, and with the fact probe
              kind, facts_deployed, facts_new, facts_passed, alpha, min_lost, against {deployed,
              original_base: {right, right_new, lost, gained, p, loss, loss_new, facts_passed,
-             loss_passed}}, items[]}: base/new are the deployed/new model's mean token loss of the
-             probe's right endings (older reports: of generated probe answers, with f1_*);
+             loss_passed, text_loss, text_loss_new}}, items[]}: base/new are the deployed/new model's mean
+             choice loss on the probe (-log of the right ending's share among its endings;
+             older reports: the token loss of generated probe answers, with f1_*);
   funnel {in, out, filters {name: dropped}}; training {phase: [{step, loss}]}; timings {stage: s}
 """
 
@@ -244,7 +245,7 @@ def forgetting_text(fg: dict) -> str:
         for name, c in fg["against"].items():
             who = "deployed" if name == "deployed" else "original base"
             parts.append(f"{c['right']} → {c['right_new']} of {fg['questions']} general facts right vs the {who} "
-                         f"({c['lost']} lost, {c['gained']} gained, p = {c['p']:.3f}; right-ending loss "
+                         f"({c['lost']} lost, {c['gained']} gained, p = {c['p']:.3f}; choice loss "
                          f"{c['loss']:.3f} → {c['loss_new']:.3f})")
         return ("; ".join(parts) + f" — limits: a net loss of {fg['min_lost']}+ facts at p ≤ {fg['alpha']}, "
                 f"loss +{fg['threshold']:.0%}; facts ranked by likelihood against same-kind distractors, "

@@ -38,7 +38,7 @@ def reasons_for(rows: list[dict], fg: dict) -> list[str]:
             reasons.append(f"forgetting check failed: {c['lost']} general facts lost and {c['gained']} gained against "
                            f"{who} ({c['right']} -> {c['right_new']} of {fg['questions']} right, p = {c['p']:.3f})")
         if not c["loss_passed"]:
-            reasons.append(f"forgetting check failed: the probe loss rose {c['loss']:.3f} -> {c['loss_new']:.3f} "
+            reasons.append(f"forgetting check failed: the probe's choice loss rose {c['loss']:.3f} -> {c['loss_new']:.3f} "
                            f"against {who}, past +{fg['threshold']:.0%}")
     if "against" not in fg and not fg.get("passed", True):
         reasons.append(f"forgetting check failed: the probe loss rose {fg['base']:.3f} -> {fg['new']:.3f}")
