@@ -7,7 +7,7 @@ report.json (schema version 1; fields are only ever added):
   the last accepted model, else the base), started_from {kind: "base" | "last", model}, new_model,
   leaves[]: {path, class ("Improved" | "Regressed" | "No change"), changed, samples_generated,
              samples_kept, deployed_score, new_score, delta (mean paired gain over the deployed
-             model), interval [lo, hi] (90% paired bootstrap), base_score (the original base),
+             model), interval [lo, hi] (90%; schema-1 reports: paired bootstrap), base_score (the original base),
              constant_score (a constant topic-word answer), questions, token_f1, rouge_l,
              heldout[] {question, reference, deployed_answer, new_answer, deployed_score,
              new_score}, examples[], and judge_deployed, judge_new, judged with a judge};
