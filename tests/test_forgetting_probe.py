@@ -66,3 +66,15 @@ def test_wrong_general_facts_fail_the_probe_and_format_only_training_does_not(tm
     assert ok["passed"]
     d = ok["against"]["deployed"]
     assert abs(d["right_new"] - d["right"]) <= 2 and d["loss_new"] <= d["loss"] * 1.1
+
+
+def test_the_decision_needs_facts_lost_beyond_chance_not_a_shifted_text_loss():
+    from pipeline.eval.probe import compare
+    base = {"right": [1.0] * 47 + [0.0] * 15, "loss": [0.58] * 62, "text_loss": [2.26] * 62}
+    drift = {"right": [0.0] * 3 + [1.0] * 44 + [1.0] * 3 + [0.0] * 12, "loss": [0.59] * 62, "text_loss": [2.52] * 62}
+    assert compare(drift, base)["facts_passed"] and compare(drift, base)["loss_passed"]  # the demo model's figures
+    lost = {**drift, "right": [0.0] * 10 + [1.0] * 37 + [1.0] * 3 + [0.0] * 12}
+    got = compare(lost, base)
+    assert (got["lost"], got["gained"], got["facts_passed"]) == (10, 3, False) and got["p"] < 0.05
+    destroyed = {"right": [0.0] * 62, "loss": [1.4] * 62, "text_loss": [9.0] * 62}
+    assert not compare(destroyed, base)["loss_passed"]
