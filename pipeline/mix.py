@@ -71,7 +71,9 @@ def balance(records: list[dict], recipe: Recipe, rng: random.Random) -> tuple[li
             action = f"upsampled {n} -> {recipe.min_per_leaf}"
         else:
             action = "kept as is"
-        notes[leaf] = {"available": n, "used": len(rows), "action": action}
+        # how many times each sample is seen per epoch: a skill of 2 samples floored to 30 is
+        # the same 2 answers 15 times, which the report must say
+        notes[leaf] = {"available": n, "used": len(rows), "action": action, "repetition": round(len(rows) / n, 1)}
         out.extend(rows)
     return out, notes
 

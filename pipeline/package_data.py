@@ -17,7 +17,7 @@ DATA = {
     "schemas": "taxonomy/schemas",  # v1..v3/{version,knowledge,compositional_skills}.json
     "prompts": "sdg/prompts",  # v1/<task>.txt, versioned teacher prompts
     "judge_prompt": "eval/judge_prompt.txt",
-    "probe": "eval/general_probe.jsonl",  # the forgetting probe
+    "probe": "eval/fact_probe.jsonl",  # the forgetting probe (general facts, ranked endings)
     "replay": "data/general_replay.jsonl",  # the general replay buffer mixed into training
 }
 

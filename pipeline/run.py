@@ -431,9 +431,10 @@ class Run:
         asked = sorted(changed) + pick_unchanged(list(infos), changed, config.unchanged_sample, config.seed)
         deployed = self._deployed()
         judge = self._judge()
+        from .eval.ledger import lineage_turns
         result = evaluate(deployed, Path(self.state["new_model"]), {p: infos[p] for p in asked}, SYSTEM,
                           config=config, judge=judge, base_dir=self._original_base(), changed=changed,
-                          log=self.log)
+                          trained=lineage_turns(self.registry(), deployed), log=self.log)
         (self.out / "evaluation.json").write_text(json.dumps(result, indent=2))
         from .sdg.cost import of
         return {"leaves": len(result["leaves"]), "forgetting_passed": result["forgetting"]["passed"],
@@ -444,29 +445,10 @@ class Run:
         data = self.out / "data"
         ev = json.loads((self.out / "evaluation.json").read_text())
         frep = json.loads((data / "filter_report.json").read_text())
-        rows = []
-        for path, leaf in sorted(ev["leaves"].items()):
-            fl = frep["leaves"].get(path, {"in": 0, "out": 0})
-            rows.append({"path": path, "class": leaf["class"], "changed": leaf["changed"],
-                         "samples_generated": fl["in"], "samples_kept": fl["out"],
-                         "base_score": leaf["base_score"], "deployed_score": leaf["deployed_score"],
-                         "new_score": leaf["new_score"], "delta": leaf["gain"], "interval": leaf["interval"],
-                         "constant_score": leaf["constant_score"], "questions": leaf["questions"],
-                         "token_f1": leaf["f1_new"], "rouge_l": leaf["rouge_new"], "heldout": leaf["heldout"],
-                         "examples": [{"question": h["question"], "expected": h["reference"],
-                                       "base": h["deployed_answer"], "new": h["new_answer"]} for h in leaf["heldout"][:3]],
-                         **{k: leaf[k] for k in ("judge_deployed", "judge_new", "judged") if k in leaf}})
-        reasons = []
-        fg = ev["forgetting"]
-        if not fg.get("loss_passed", fg["passed"]):
-            reasons.append(f"forgetting check failed: the probe loss rose {fg['base']:.3f} -> {fg['new']:.3f}, "
-                           f"past +{fg['threshold']:.0%}")
-        if not fg.get("f1_passed", True):
-            reasons.append(f"forgetting check failed: the probe answer F1 fell {fg['f1_base']:.3f} -> "
-                           f"{fg['f1_new']:.3f}, past -{fg['f1_threshold']:.2f}")
-        regressed = [r["path"] for r in rows if r["class"] == "Regressed"]
-        if regressed:
-            reasons.append(f"regressed leaves: {', '.join(regressed)}")
+        from .eval.report_rows import leaf_rows, reasons_for
+        mixed = json.loads((data / "recipe.json").read_text()).get("leaves", {}) if (data / "recipe.json").exists() else {}
+        rows = leaf_rows(ev, frep, mixed)
+        reasons = reasons_for(rows, ev["forgetting"])
         verdict = "rejected" if reasons else "accepted"
         # the teacher as generation recorded it: building it again here would load a model
         teacher_id = json.loads((data / "generate_summary.json").read_text())["teacher"]

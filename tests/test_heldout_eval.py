@@ -1,13 +1,15 @@
 """Held out at the source, and an evaluation that can say "no": the split, its disjointness from
-every training turn, decontamination, the bootstrap classes, the probe's disjointness from
-replay, and (slow) a destructive run that the forgetting check rejects."""
+every training turn, decontamination, the held-out ledger, the fact probe's templates apart
+from replay, and (slow) runs that the forgetting check must reject or pass."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from pipeline.eval.evaluate import EvalConfig, classify, constant_answer, evaluate, paired_interval
+from pipeline.eval.evaluate import EvalConfig, evaluate
+from pipeline.eval.facts import check, key_facts, restate
 from pipeline.eval.scoring import score, token_f1
 from pipeline.mix import SYSTEM, Recipe, mix
 from pipeline.sdg.generate import generate, read_jsonl, read_leaf_infos
@@ -117,57 +119,108 @@ def test_a_grounded_skill_sharing_its_question_is_held_out_by_its_context():
     assert len(leaks(held, rows)["exact"]) == 1
 
 
-def test_scores_ignore_stopwords_so_a_constant_answer_earns_little():
+def test_the_restated_question_scores_well_on_words_and_nothing_on_facts():
+    q, ref = "When was the Marrant Seawall finished?", "The Marrant Seawall was finished in 1711."
+    assert score(restate(q), ref) > 0.5  # word overlap rewards restating ...
+    assert not check(restate(q), key_facts(q, ref), q)["hit"]  # ... key facts do not
     assert token_f1("The the is of a and to in the.", "It was settled in 1487 by herring fishers.") == 0.0
-    assert token_f1("settled 1487 herring fishers", "It was settled in 1487 by herring fishers.") == 1.0
-    leaf = {"seeds": [{"answer": "Kelp paper is made from seaweed."}, {"answer": "The kelp paper is blue."}]}
-    assert constant_answer(leaf).split()[:2] == ["kelp", "paper"]
 
 
-def test_classes_need_a_margin_and_an_interval_that_excludes_zero():
-    up = [0.30, 0.25, 0.40, 0.20, 0.35]
-    assert classify(up, 0.05, paired_interval(up)) == "Improved"
-    down = [-g for g in up]
-    assert classify(down, 0.05, paired_interval(down)) == "Regressed"
-    noisy = [0.9, -0.6, 0.7, -0.5, 0.0]  # mean +0.1, but the interval spans zero
-    lo, hi = paired_interval(noisy)
-    assert lo < 0 < hi and classify(noisy, 0.05, (lo, hi)) == "No change"
-    small = [0.03, 0.02, 0.04, 0.03, 0.03]  # consistent but below the margin
-    assert paired_interval(small)[0] > 0 and classify(small, 0.05, paired_interval(small)) == "No change"
-    assert classify([0.0] * 5, 0.05, paired_interval([0.0] * 5)) == "No change"
+def test_knowledge_leaves_have_ten_scored_items_where_the_material_allows():
+    from pipeline.sdg.generate import leaf_info
+    counts = {}
+    for leaf in sample_leaves():
+        info = leaf_info(leaf, 0)
+        if info["kind"] == "knowledge":
+            counts[leaf.path.split("/")[-2]] = sum(1 for h in info["heldout"] if h["facts"])
+    fixture = next(iter_leaves(ROOT / "tests/fixtures/unseen_leaf"))
+    counts["orrin_lake"] = sum(1 for h in leaf_info(fixture, 0)["heldout"] if h["facts"])
+    assert counts["brenvik_isle"] >= 10 and counts["orrin_lake"] >= 10
+    # Ada Lovelace (9: one pair of each example stays for training), the water cycle and Git
+    # (mostly definitions) have fewer items with a checkable fact: they are said to be Not
+    # enough evidence rather than judged on too little
+    assert counts["ada_lovelace"] == 9 and counts["water_cycle"] < 10 and counts["git_basics"] < 10
+
+
+def test_editing_one_question_never_moves_another_examples_choice():
+    leaf = next(x for x in sample_leaves() if x.path.endswith("brenvik_isle/qna.yaml"))
+    _, held = split_leaf(leaf.data, "knowledge", leaf.path)
+    for i, ex in enumerate(leaf.data["seed_examples"]):
+        for j in range(len(ex["questions_and_answers"])):
+            edited = json.loads(json.dumps(leaf.data))
+            edited["seed_examples"][i]["questions_and_answers"][j]["question"] += " Please answer."
+            _, held2 = split_leaf(edited, "knowledge", leaf.path)
+            others = lambda hs: [h["question"] for h in hs if h["seed_example"] != i]  # noqa: E731
+            assert others(held) == others(held2)
+
+
+def test_the_ledger_drops_items_the_lineage_trained_on(tmp_path):
+    from pipeline.eval.ledger import lineage_runs, lineage_turns, trained_on
+    from pipeline.sdg.generate import write_jsonl
+    parent_run, child_run = tmp_path / "r1", tmp_path / "r2"
+    row = lambda q, a: {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}  # noqa: E731
+    write_jsonl(parent_run / "data/phase1.jsonl", [row("When was the Marrant Seawall finished?", "In 1711.")])
+    write_jsonl(child_run / "data/phase1.jsonl", [row("Who governs Brenvik Isle?", "The Council of Nine Wardens.")])
+    registry = [{"id": "a", "path": str(tmp_path / "m1"), "run": str(parent_run), "parent": str(tmp_path / "base")},
+                {"id": "b", "path": str(tmp_path / "m2"), "run": str(child_run), "parent": str(tmp_path / "m1")}]
+    assert lineage_runs(registry, tmp_path / "m2") == [child_run, parent_run]
+    turns = lineage_turns(registry, tmp_path / "m2")
+    assert trained_on("When was the Marrant Seawall finished?", "x", turns)  # the parent's training data counts
+    assert trained_on("Anything?", "The Council of Nine Wardens.", turns)
+    assert not trained_on("What is the main export of Brenvik Isle?", "Kelp paper.", turns)
+    # and the split never holds out a question the lineage trained on
+    leaf = next(x for x in sample_leaves() if x.path.endswith("brenvik_isle/qna.yaml"))
+    _, held = split_leaf(leaf.data, "knowledge", leaf.path)
+    _, held2 = split_leaf(leaf.data, "knowledge", leaf.path, trained=frozenset({norm(held[0]["question"])}))
+    assert held[0]["question"] not in {h["question"] for h in held2}
 
 
 def test_a_run_that_learns_nothing_is_no_change_and_passes_forgetting(tmp_path):
     from tests.fakes.models import tiny_model
     model = tiny_model(tmp_path / "m")
     leaf = {"path": "knowledge/x/qna.yaml", "kind": "knowledge", "seeds": [{"answer": "Saltreach harbour"}],
-            "heldout": [{"question": f"Question {i}?", "answer": f"Answer number {i} about Saltreach."} for i in range(6)]}
+            "heldout": [{"question": f"When was stone {i} laid?", "answer": f"Stone {i} was laid in {1700 + i}."}
+                        for i in range(12)]}
     result = evaluate(model, model, {leaf["path"]: leaf}, SYSTEM, EvalConfig(probe_questions=4, max_new_tokens=6))
     got = result["leaves"][leaf["path"]]
-    assert got["class"] == "No change" and got["gain"] == 0.0 and got["interval"] == [0.0, 0.0]
-    assert got["questions"] == 6 and len(got["heldout"]) == 6
-    assert {"question", "reference", "deployed_answer", "new_answer"} <= set(got["heldout"][0])
+    assert got["class"] == "No change" and got["gain"] == 0.0 and got["p_up"] == 1.0
+    assert got["questions"] == 12 and len(got["heldout"]) == 12 and got["key_facts"]["items"] == 12
+    assert {"question", "reference", "deployed_answer", "new_answer", "facts", "hit_deployed", "hit_new"} <= set(got["heldout"][0])
+    assert got["heldout"][0]["facts"] == [{"kind": "year", "value": "1700", "text": "1700"}]
     fg = result["forgetting"]
-    assert fg["passed"] and fg["base"] == fg["new"] and fg["questions"] == 4
+    assert fg["passed"] and fg["base"] == fg["new"] and fg["questions"] == 4 and fg["against"]["deployed"]["lost"] == 0
+    few = {**leaf, "heldout": leaf["heldout"][:2]}
+    assert evaluate(model, model, {leaf["path"]: few}, SYSTEM, EvalConfig(probe_questions=2, max_new_tokens=4)
+                    )["leaves"][leaf["path"]]["class"] == "Not enough evidence"
 
 
-def test_the_forgetting_probe_is_disjoint_from_every_replay_file():
-    from pipeline.filter.minhash import shingles
-    probe = read_jsonl(ROOT / "pipeline/eval/general_probe.jsonl")
-    assert len(probe) >= 60
+def template(text: str) -> list[str]:
+    """A text's frame: its words with names and numbers as slots."""
+    return ["X" if w[:1].isupper() or w[:1].isdigit() else w.lower() for w in re.findall(r"[\w'°%-]+", text)]
+
+
+def frames(text: str) -> set[tuple[str, ...]]:
+    """Word trigrams of the frame that hold a content word: what a shared template would share
+    ("chemical symbol for", "the capital of"), whichever topic fills the slots."""
+    from pipeline.eval.scoring import STOPWORDS
+    t = template(text)
+    return {tuple(t[i:i + 3]) for i in range(len(t) - 2)
+            if any(w != "X" and w not in STOPWORDS for w in t[i:i + 3])}
+
+
+def test_the_fact_probe_shares_no_template_with_any_replay_file():
+    probe = read_jsonl(ROOT / "pipeline/eval/fact_probe.jsonl")
+    assert len(probe) >= 60 and all(len(p["distractors"]) >= 3 for p in probe)
     replay_files = sorted((ROOT / "pipeline").rglob("*replay*.jsonl"))
     assert replay_files
-    replay = [r for f in replay_files for r in read_jsonl(f)]
-    def turns(rows, role):
-        return [norm(m["content"]) for r in rows for m in r["messages"] if m["role"] == role]
-    for role in ("user", "assistant"):
-        ours, theirs = turns(probe, role), turns(replay, role)
-        assert not set(ours) & set(theirs)
-        for a in ours:  # no near-duplicate either (word-bigram Jaccard)
-            sa = shingles(a.split(), 2)
-            for b in theirs:
-                sb = shingles(b.split(), 2)
-                assert len(sa & sb) / len(sa | sb) < 0.8, (a, b)
+    replay = [m["content"] for f in replay_files for r in read_jsonl(f) for m in r["messages"]]
+    theirs = set().union(*(frames(t) for t in replay))
+    for p in probe:
+        for text in (p["text"], f"{p['text']} {p['answer']}"):
+            assert not frames(text) & theirs, (text, frames(text) & theirs)
+        assert not any(norm(p["text"]) in norm(t) for t in replay)
+    # the check bites: the replay's own template with another topic is caught
+    assert frames("The chemical symbol for sodium is Na.") & frames("The chemical symbol for gold is Au.")
 
 
 def test_score_is_in_range():

@@ -27,17 +27,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if report is None:
         print(f"stopped after {args.until}: {out} (rerun without --until to continue from there)")
         return 0
-    from ..report import forgetting_text, smoke_line
+    from ..report import forgetting_text, smoke_line, verdict_line
     smoke = smoke_line(report)
     if smoke:
         print(smoke.replace("**", ""))
+    print(verdict_line(report))
     st = report["student"]
     print(f"student {st['name']} · {'recipe ' + report['recipe']['text'] if report.get('recipe') else ''} · teacher {report['teacher']['name']}")
-    print(f"{'class':<10} {'deployed':>8} {'new':>6} {'gain [90% interval]':>26}  leaf")
+    print(f"{'class':<20} {'key facts deployed -> new':>26} {'wrong':>5} {'score':>13}  leaf")
     for leaf in report["leaves"]:
-        iv = leaf["interval"]
-        print(f"{leaf['class']:<10} {leaf['deployed_score']:>8.3f} {leaf['new_score']:>6.3f} "
-              f"{leaf['delta']:>+8.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]  {leaf['path']}"
+        kf = leaf.get("key_facts")
+        facts = f"{kf['deployed']} -> {kf['new']} of {kf['items']}" if kf else "-"
+        print(f"{leaf['class']:<20} {facts:>26} {kf['new_wrong'] if kf else '-':>5} "
+              f"{leaf['deployed_score']:.3f}->{leaf['new_score']:.3f}  {leaf['path']}"
               + ("" if leaf.get("changed", True) else " (unchanged)"))
     print("forgetting: " + forgetting_text(report["forgetting"]))
     from ..sdg.cost import text

@@ -1,45 +1,46 @@
 """The new student against the deployed one (the last accepted model, else the base), on
-questions neither was trained on, with a verdict that can come out either way.
+questions neither was trained on, with a verdict that can come out either way and known error
+rates (``verdict.py``).
 
-- Per leaf: its held-out seed items (``sdg/heldout.py``), answered greedily by both models in
-  batches, scored per question (content-word F1 and ROUGE-L). A leaf is **Improved** only when
-  the mean paired gain exceeds ``margin`` *and* the paired bootstrap interval excludes zero;
-  **Regressed** symmetrically; otherwise **No change**. New leaves take the same test. A sample
-  of unchanged leaves is asked too: the new model must not have lost them.
-- Beside them: the original base's score (when it is not the deployed model) and a constant
-  answer per leaf (its most frequent training answer words), the score any model gets for free.
-- Forgetting: a general probe written for Sprout and disjoint from every replay file, scored by
-  answer F1 (generation) and mean token loss; the run fails past either threshold.
+- Per leaf: its held-out seed items (``sdg/heldout.py``), answered greedily by every model in
+  batches. Knowledge items are scored on their **key facts** (``facts.py``: hit = every fact,
+  no contradicting value; a contradiction is a wrong fact); skill items, and knowledge items
+  beside their facts, by word overlap (content-word F1 and ROUGE-L).
+- The bar: the deployed model, and the question restated as a statement (a baseline that adds
+  no fact but scores well on word overlap). The original base is shown beside them.
+- Items the deployed model's lineage trained on (``trained``) are dropped and reported.
+- Forgetting: ``probe.py``, general facts ranked by likelihood against same-kind distractors,
+  against the deployed model and the original base.
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..package_data import local_path
-from .scoring import content_words, rouge_l, score, token_f1
+from .facts import check, restate
+from .probe import PROBE, ProbeConfig, forgetting
+from .scoring import rouge_l, score, token_f1
 
-PROBE = local_path("probe")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     max_new_tokens: int = 48
     batch_size: int = 16
-    margin: float = 0.05
-    """A leaf's mean score must move by more than this (and the interval exclude zero) to change class."""
+    alpha: float = 0.05
+    """Error rate of each claim: Improved per leaf, Regressed over the run (Holm)."""
+    min_items: int = 10
+    """Scored items a leaf needs to be classed; fewer: Not enough evidence."""
     confidence: float = 0.90
-    """Two-sided paired bootstrap interval of the mean gain."""
-    resamples: int = 2000
+    """Level of the printed interval of the mean gain (sign-flip test inverted)."""
     forgetting_loss: float = 0.10
-    """The run fails when the probe loss rises by more than this share over the deployed model's."""
-    forgetting_f1: float = 0.05
-    """... or when the probe answer F1 falls by more than this and its interval lies below zero."""
+    """The run fails when the probe's right-ending loss rises by more than this share."""
+    forgetting_min_lost: int = 3
+    """... or when at least this many more probe facts are lost than gained, beyond chance."""
     probe_questions: int | None = None
-    """Ask only the first N probe questions (smoke runs and tests); None: all of them."""
+    """Ask only the first N probe facts (smoke runs and tests); None: all of them."""
     unchanged_sample: int = 3
     """Unchanged leaves asked for regressions, chosen by ``seed``."""
     seed: int = 0
@@ -51,7 +52,12 @@ def questions_for(leaf: dict, system: str) -> list[dict]:
     items = []
     for h in leaf.get("heldout", []):
         user = f"{h['context'].strip()}\n\n{h['question']}" if leaf.get("kind") == "skill" and h.get("context") else h["question"]
-        items.append({"question": h["question"], "user": user, "reference": h["answer"],
+        facts = h.get("facts")
+        if facts is None and leaf.get("kind") == "knowledge":
+            from .facts import key_facts  # items held out before facts were recorded
+            facts = [f.as_dict() for f in key_facts(h["question"], h["answer"])]
+        items.append({"question": h["question"], "user": user, "reference": h["answer"], "facts": facts or [],
+                      "kind": leaf.get("kind", "knowledge"),
                       "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]})
     return items
 
@@ -69,90 +75,38 @@ def answer_all(model_dir: Path, conversations: list[list[dict]], config: EvalCon
     return [o[0].strip() for o in out]
 
 
-def probe_rows(config: EvalConfig, probe: Path = PROBE) -> list[list[dict]]:
-    from ..train.data import read_messages
-    rows = read_messages(probe)
-    return rows[:config.probe_questions] if config.probe_questions else rows
-
-
-def probe_loss(model_dir: Path, rows: list[list[dict]], system: str) -> float:
-    """Mean token loss on the probe's assistant turns."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..train.chat_format import as_client_sends
-    from ..train.data import tokenize_dataset
-    from ..train.packing import Bin, collate, loss_sum
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    convs = as_client_sends(tok, [[{"role": "system", "content": system}, *[m for m in r if m["role"] != "system"]]
-                                  for r in rows])
-    samples, _ = tokenize_dataset(tok, convs, 1024)
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for i in range(len(samples)):
-            loss, n = loss_sum(model, *collate(samples, Bin([i], len(samples[i])), tok.pad_token_id))
-            total, count = total + float(loss), count + n
-    return total / max(1, count)
-
-
-def paired_interval(gains: list[float], confidence: float = 0.90, resamples: int = 2000,
-                    seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of paired per-question gains."""
-    if not gains:
-        return 0.0, 0.0
-    rng = random.Random(seed)
-    n = len(gains)
-    means = sorted(sum(gains[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    tail = (1 - confidence) / 2
-    lo = means[int(tail * (resamples - 1))]
-    hi = means[int(round((1 - tail) * (resamples - 1)))]
-    return lo, hi
-
-
-def classify(gains: list[float], margin: float, interval: tuple[float, float]) -> str:
-    mean = sum(gains) / len(gains) if gains else 0.0
-    if mean > margin and interval[0] > 0:
-        return "Improved"
-    if mean < -margin and interval[1] < 0:
-        return "Regressed"
-    return "No change"
-
-
-def constant_answer(leaf: dict, size: int = 12) -> str:
-    """The strongest answer that ignores the question: the leaf's most frequent content words
-    over its training seed answers (what a model gets for echoing the topic)."""
-    counts = Counter(w for s in leaf.get("seeds", []) for w in content_words(s.get("answer")))
-    return " ".join(w for w, _ in counts.most_common(size))
-
-
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
 def evaluate(deployed_dir: Path, new_dir: Path, leaves: dict[str, dict], system: str,
              config: EvalConfig = EvalConfig(), judge=None, base_dir: Path | None = None,
-             changed: set[str] | None = None, probe: Path = PROBE, log=print) -> dict:
+             changed: set[str] | None = None, probe: Path = PROBE, trained: dict | None = None,
+             log=print) -> dict:
     """``leaves``: leaf infos (with ``heldout``) to ask, by path; ``changed``: which of them the
     run changed (None: all). ``base_dir``: the original base, reported when it differs from the
-    deployed model."""
+    deployed model. ``trained``: the deployed model's lineage's training turns
+    (``ledger.lineage_turns``): items found there are dropped and listed."""
+    from .ledger import trained_on
+    from .verdict import VerdictConfig, classify, leaf_test
     changed = set(leaves) if changed is None else changed
-    items, owners = [], []
+    trained = trained or {}
+    items, owners, dropped = [], [], {}
     for path in sorted(leaves):
         for it in questions_for(leaves[path], system):
+            if trained and trained_on(it["question"], it["reference"], trained):
+                dropped.setdefault(path, []).append(it["question"])
+                continue
             items.append(it)
             owners.append(path)
-    rows = probe_rows(config, probe)
-    probe_convs = [[{"role": "system", "content": system}, *[m for m in r if m["role"] == "user"][:1]] for r in rows]
-    probe_refs = [next(m["content"] for m in r if m["role"] == "assistant") for r in rows]
-    convs = [it["messages"] for it in items] + probe_convs
     models = {"deployed": Path(deployed_dir), "new": Path(new_dir)}
     if base_dir is not None and Path(base_dir).resolve() != Path(deployed_dir).resolve():
         models["base"] = Path(base_dir)
     answers = {}
     for name, folder in models.items():
-        log(f"[evaluate] {name} model answers {len(items)} held-out and {len(rows)} probe questions")
-        answers[name] = answer_all(folder, convs, config, progress=f"{name} model answers")
+        log(f"[evaluate] {name} model answers {len(items)} held-out questions")
+        answers[name] = answer_all(folder, [it["messages"] for it in items], config, progress=f"{name} model answers")
+    answers["restated"] = [restate(it["question"]) for it in items]
     judged: dict[str, list] = {}
     judge_stats = None
     if judge is not None and getattr(judge, "can_judge", False) and items:
@@ -165,55 +119,71 @@ def evaluate(deployed_dir: Path, new_dir: Path, leaves: dict[str, dict], system:
             stats["asked"] += len(grades)
             stats["unparseable"] += sum(g is None for g in grades)
         judge_stats = {**stats, "judge": getattr(judge, "identity", str(judge))}
+    scored_models = [*models, "restated"]
     per_leaf: dict[str, dict] = {}
     for i, (path, it) in enumerate(zip(owners, items)):
-        leaf = per_leaf.setdefault(path, {"questions": 0, "changed": path in changed, "heldout": [],
-                                          "_s": {m: [] for m in models}, "_f1": [], "_rouge": [], "_jd": [], "_jn": []})
+        leaf = per_leaf.setdefault(path, {"questions": 0, "changed": path in changed, "kind": it["kind"], "heldout": [],
+                                          "_s": {m: [] for m in scored_models}, "_k": {m: [] for m in scored_models},
+                                          "_w": {m: 0 for m in scored_models}, "_f1": [], "_rouge": [], "_jd": [], "_jn": []})
         leaf["questions"] += 1
-        for m in models:
+        row = {"question": it["user"], "reference": it["reference"], "facts": it["facts"],
+               "deployed_answer": answers["deployed"][i], "new_answer": answers["new"][i]}
+        for m in scored_models:
             leaf["_s"][m].append(score(answers[m][i], it["reference"]))
+            if it["facts"]:
+                c = check(answers[m][i], it["facts"], it["question"])
+                leaf["_k"][m].append(1.0 if c["hit"] else 0.0)
+                leaf["_w"][m] += bool(c["wrong"])
+                if m in ("deployed", "new"):
+                    row[f"hit_{m}"] = c["hit"]
+                    row[f"wrong_{m}"] = c["wrong"]
         leaf["_f1"].append(token_f1(answers["new"][i], it["reference"]))
         leaf["_rouge"].append(rouge_l(answers["new"][i], it["reference"]))
         if judged and judged["deployed"][i] is not None and judged["new"][i] is not None:
             leaf["_jd"].append(judged["deployed"][i])
             leaf["_jn"].append(judged["new"][i])
-        leaf["heldout"].append({"question": it["user"], "reference": it["reference"],
-                                "deployed_answer": answers["deployed"][i], "new_answer": answers["new"][i],
-                                "deployed_score": round(leaf["_s"]["deployed"][-1], 4),
-                                "new_score": round(leaf["_s"]["new"][-1], 4)})
+        row.update(deployed_score=round(leaf["_s"]["deployed"][-1], 4), new_score=round(leaf["_s"]["new"][-1], 4))
+        leaf["heldout"].append(row)
+    vc = VerdictConfig(alpha=config.alpha, min_items=config.min_items, level=config.confidence)
+    tests = {}
     for path, leaf in per_leaf.items():
-        s = leaf.pop("_s")
+        s, k = leaf["_s"], leaf["_k"]
+        # The main measure: key facts for knowledge, word overlap for skills (and for knowledge
+        # items without facts, shown but not tested).
+        measure = k if leaf["kind"] == "knowledge" else s
+        tests[path] = leaf_test(measure["deployed"], measure["new"], measure["restated"], vc,
+                                interval=leaf["kind"] != "knowledge")
+        leaf["measure"] = "key facts" if leaf["kind"] == "knowledge" else "answer score"
+    classify(tests, vc)
+    for path, leaf in per_leaf.items():
+        s, k, w = leaf.pop("_s"), leaf.pop("_k"), leaf.pop("_w")
+        t = tests[path]
         gains = [n - d for n, d in zip(s["new"], s["deployed"])]
-        interval = paired_interval(gains, config.confidence, config.resamples, config.seed)
-        const = constant_answer(leaves[path])
         leaf.update(deployed_score=round(_mean(s["deployed"]), 4), new_score=round(_mean(s["new"]), 4),
                     base_score=round(_mean(s.get("base", s["deployed"])), 4),
-                    constant_score=round(_mean([score(const, h["reference"]) for h in leaf["heldout"]]), 4),
-                    gain=round(_mean(gains), 4), interval=[round(interval[0], 4), round(interval[1], 4)],
+                    restated_score=round(_mean(s["restated"]), 4),
+                    score_gain=round(_mean(gains), 4),
+                    gain=round(t["gain"], 4), interval=[round(x, 4) for x in t["interval"]] if t["interval"] else None,
+                    p_up=round(t["p_up"], 4), p_down=round(t["p_down"], 4), p_baseline=round(t.get("p_baseline", 1.0), 4),
+                    p_down_holm=round(t["p_down_holm"], 4) if t["p_down_holm"] is not None else None,
+                    scored=t["items"], lower=t["lower"],
                     f1_new=round(_mean(leaf.pop("_f1")), 4), rouge_new=round(_mean(leaf.pop("_rouge")), 4),
-                    **{"class": classify(gains, config.margin, interval)})
+                    **{"class": t["class"]})
+        if leaf["kind"] == "knowledge":
+            kb = k.get("base", k["deployed"])
+            leaf["key_facts"] = {"items": len(k["new"]), "deployed": int(sum(k["deployed"])), "new": int(sum(k["new"])),
+                                 "new_wrong": w["new"], "deployed_wrong": w["deployed"], "base": int(sum(kb)),
+                                 "restated": int(sum(k["restated"]))}
+        if path in dropped:
+            leaf["ledger_dropped"] = dropped[path]
         jd, jn = leaf.pop("_jd"), leaf.pop("_jn")
         if jd:
             leaf.update(judge_deployed=round(_mean(jd), 4), judge_new=round(_mean(jn), 4), judged=len(jd))
-    # Forgetting, on the probe
-    n_items = len(items)
-    f1 = {m: [token_f1(a, ref) for a, ref in zip(answers[m][n_items:], probe_refs)] for m in models}
-    f1_gains = [n - d for n, d in zip(f1["new"], f1["deployed"])]
-    f1_interval = paired_interval(f1_gains, config.confidence, config.resamples, config.seed)
-    log(f"[evaluate] probe loss of {len(models)} models")
-    losses = {m: probe_loss(folder, rows, system) for m, folder in models.items()}
-    loss_ok = losses["new"] <= losses["deployed"] * (1 + config.forgetting_loss)
-    f1_ok = not (_mean(f1_gains) < -config.forgetting_f1 and f1_interval[1] < 0)
-    forgetting = {"probe": probe.name, "questions": len(rows),
-                  "base": round(losses["deployed"], 4), "new": round(losses["new"], 4),
-                  "threshold": config.forgetting_loss,
-                  "f1_base": round(_mean(f1["deployed"]), 4), "f1_new": round(_mean(f1["new"]), 4),
-                  "f1_interval": [round(f1_interval[0], 4), round(f1_interval[1], 4)],
-                  "f1_threshold": config.forgetting_f1,
-                  "loss_passed": loss_ok, "f1_passed": f1_ok, "passed": loss_ok and f1_ok}
-    if "base" in models:
-        forgetting.update(original_base=round(losses["base"], 4), f1_original_base=round(_mean(f1["base"]), 4))
-    return {"leaves": per_leaf, "forgetting": forgetting, "judge": judge_stats, "config": asdict(config),
+    fg = forgetting(models, ProbeConfig(alpha=config.alpha, min_lost=config.forgetting_min_lost,
+                                        loss_limit=config.forgetting_loss, items=config.probe_questions),
+                    probe, log=log)
+    return {"leaves": per_leaf, "forgetting": fg, "judge": judge_stats, "config": asdict(config),
+            "ledger_dropped": sum(len(v) for v in dropped.values()),
             "models": {m: str(p) for m, p in models.items()}}
 
 

@@ -23,7 +23,8 @@ from .parse import FUNNEL, classify, parse_pairs
 from .pool import Completion, Cost, PoolError
 from .teachers import GenParams, Teacher, TeacherError
 
-FORMAT_VERSION = 3  # 2: seed material held out before generation; 3: training-share seed pairs as records
+FORMAT_VERSION = 4  # 2: seed material held out before generation; 3: training-share seed pairs as records;
+# 4: two of three knowledge pairs held out (a cache from 3 would carry them back as seed records)
 
 
 class GenerateError(Exception):

@@ -4,12 +4,17 @@ asks. Held out after generation, a question is only a paraphrase away from a tra
 (the teacher saw its seed); held out before, the model can only answer it by having learnt the
 leaf's knowledge or skill.
 
-- knowledge: one question/answer pair of every seed example (a third, at least one); the seed's
-  context and the document stay, since learning from the document is the point.
+- knowledge: two of the three question/answer pairs of every seed example (at least one stays
+  for the teacher prompts), pairs whose answer carries a key fact (``eval/facts.py``) first, so
+  a leaf of five examples has ten items to score; the seed's context and the document stay,
+  since learning from the document is the point.
 - skills: 30% of the seed examples (at least one, and at least one stays for the teacher).
 
-Which items are held out depends on each item's own text and the seed, not on its position, so
-adding a seed example elsewhere in the leaf does not move the rest of the split."""
+Which items are held out depends on each item's own text and the seed, not on its position, and
+each seed example is split on its own, so adding or editing a seed example elsewhere in the leaf
+does not move the rest of the split. A model's lineage may still have trained on an item that is
+held out today (an edit within an example moves that example's choice): ``trained`` excludes
+such items here, and evaluation drops and reports any it finds (``ledger``)."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import math
 
 from ..filter.base import words
 
-KNOWLEDGE_SHARE = 1 / 3
+KNOWLEDGE_SHARE = 2 / 3
 SKILL_SHARE = 0.3
 
 
@@ -31,23 +36,36 @@ def _take(n: int, share: float, keep_at_least: int = 1) -> int:
     return max(1, min(n - keep_at_least, math.floor(n * share + 0.5))) if n > keep_at_least else 0
 
 
-def split_leaf(data: dict, kind: str, path: str, seed: int = 0) -> tuple[dict, list[dict]]:
+def _has_facts(qa: dict) -> bool:
+    from ..eval.facts import key_facts
+    return bool(key_facts(qa.get("question", ""), qa.get("answer", "")))
+
+
+def split_leaf(data: dict, kind: str, path: str, seed: int = 0,
+               trained: frozenset[str] = frozenset()) -> tuple[dict, list[dict]]:
     """(a copy of the leaf's data without the held-out items, the held-out items as
-    {question, answer, context, seed_example})."""
+    {question, answer, context, seed_example, facts}). ``trained``: normalised questions the
+    model's lineage has trained on, never held out again."""
+    from ..eval.facts import key_facts
     train = copy.deepcopy(data)
     held: list[dict] = []
     examples = train.get("seed_examples") or []
     if kind == "knowledge":
         for i, ex in enumerate(examples):
             qas = ex.get("questions_and_answers") or []
-            k = _take(len(qas), KNOWLEDGE_SHARE)
-            out = set(sorted(range(len(qas)), key=lambda j: _rank(path, seed, qas[j].get("question", "")))[:k])
+            eligible = [j for j in range(len(qas)) if norm(qas[j].get("question")) not in trained]
+            k = min(_take(len(qas), KNOWLEDGE_SHARE), len(eligible))
+            out = set(sorted(eligible, key=lambda j: (not _has_facts(qas[j]),
+                                                      _rank(path, seed, qas[j].get("question", ""))))[:k])
             held += [{"kind": "knowledge", "question": qas[j]["question"], "answer": qas[j]["answer"],
-                      "context": ex.get("context"), "seed_example": i} for j in sorted(out)]
+                      "context": ex.get("context"), "seed_example": i,
+                      "facts": [f.as_dict() for f in key_facts(qas[j]["question"], qas[j]["answer"])]}
+                     for j in sorted(out)]
             ex["questions_and_answers"] = [qa for j, qa in enumerate(qas) if j not in out]
     else:
-        k = _take(len(examples), SKILL_SHARE)
-        out = set(sorted(range(len(examples)), key=lambda j: _rank(path, seed, examples[j].get("question", "")))[:k])
+        eligible = [j for j in range(len(examples)) if norm(examples[j].get("question")) not in trained]
+        k = min(_take(len(examples), SKILL_SHARE), len(eligible))
+        out = set(sorted(eligible, key=lambda j: _rank(path, seed, examples[j].get("question", "")))[:k])
         held = [{"kind": "skill", "question": examples[j]["question"], "answer": examples[j]["answer"],
                  "context": examples[j].get("context"), "seed_example": j} for j in sorted(out)]
         train["seed_examples"] = [ex for j, ex in enumerate(examples) if j not in out]

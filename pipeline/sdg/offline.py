@@ -108,6 +108,100 @@ def wh_question(sentence: str) -> tuple[str, str] | None:
     return None
 
 
+_INVERT = re.compile(r"^(?P<subj>(?:(?:The|A|An)\s+)?[A-Z][\w'-]*(?:\s+[\w'-]+){0,6}?)\s+"
+                     r"(?P<aux>is|are|was|were|has|have|had)\s+(?P<rest>.+)$")
+_TARGETS = (  # (pattern over the predicate, question word); the first that matches is asked for
+    (re.compile(r"\b(?P<prep>in|since|until|by|from) (?P<v>1[0-9]{3}|20[0-9]{2})\b"), "what year"),
+    (re.compile(r"\b(?P<prep>on) (?P<v>\d{1,2} [A-Z][a-z]+)\b"), "what date"),
+    (re.compile(r"\b(?P<prep>by|after|from|to|in|called|as) (?P<v>(?:the )?[A-Z][\w'-]*(?:\s+(?:(?:of|the)\s+){0,2}[A-Z][\w'-]*)*)"), "what"),
+    (re.compile(r"(?P<prep>)\b(?P<v>(?:about |around |roughly )?\d[\d,]* [a-z]+|(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|forty)\b[\w ]*?(?:years|hours|minutes|days|metres|kilometres|weeks))\b"), "how much"),
+)
+
+
+def topic_of(title: str | None) -> str | None:
+    """The document's subject from its chunk title ("Brenvik Isle (a fictional island) > History"
+    -> "Brenvik Isle"): what a sentence's "It" and "Its" stand for."""
+    if not title:
+        return None
+    head = re.sub(r"\s*\(.*?\)", "", title.split(" > ")[0]).strip()
+    return head if head and head[:1].isupper() and len(head.split()) <= 5 else None
+
+
+def resolve(sentence: str, topic: str | None) -> str:
+    """A sentence that stands alone: a leading "It"/"Its" becomes the document's subject, so a
+    question made from it names what it asks about."""
+    s = sentence.strip()
+    if topic:
+        s = re.sub(r"^Its\b", f"{topic}'s", s)
+        s = re.sub(r"^It (?=is|was|has)", f"{topic} ", s)
+    return s
+
+
+def inverted(sentence: str) -> tuple[str, str] | None:
+    """The question a reader asks ("When was the Marrant Seawall finished?" from "The Marrant
+    Seawall was finished in 1711 ..."): subject and auxiliary inverted, the fact asked for."""
+    s = sentence.strip().rstrip(".!")
+    m = _INVERT.match(s)
+    if not m or m.group("subj").split()[0].lower() in _PRONOUNS:
+        return None
+    rest = m.group("rest")
+    for rx, wh in _TARGETS:
+        t = rx.search(rest)
+        if not t or t.start() == 0 and wh == "what":
+            continue
+        before, after = rest[:t.start()].strip(" ,"), rest[t.end():].strip(" ,")
+        if re.search(r",|\b(which|where|who|that|and)\b", before):
+            return None  # the fact sits in a clause of its own: asked in place instead
+        prep = t.group("prep")
+        if wh == "how much" and re.search(r"\b(years|hours|minutes|days|weeks)\b", t.group("v")):
+            lead = "How long" if not before.endswith(("every", "every other")) else "How often"
+            before = re.sub(r"\s*every$", "", before)
+        elif wh == "how much":
+            lead = f"How many {t.group('v').split()[-1]}"
+        elif prep in ("in", "since", "until") and wh == "what year":
+            lead = "When" if prep == "in" else f"Since when" if prep == "since" else "Until when"
+        elif wh == "what" and prep in ("called", "as"):
+            lead, before = "What", f"{before} {prep}".strip()
+        elif wh == "what" and prep == "by":
+            lead = "By whom"
+        elif wh == "what" and prep == "in":
+            lead = "Where"
+        else:
+            lead = f"{prep.capitalize()} {wh}" if prep else wh.capitalize()
+        subj = m.group("subj")
+        subj = _lower_first(subj) if subj.split()[0] in ("The", "A", "An") else subj
+        q = " ".join(x for x in (lead, m.group("aux"), subj, before, after if wh != "how much" else "") if x)
+        return q.rstrip(" ,") + "?", sentence.strip()
+    return None
+
+
+def about(sentence: str, topic: str | None) -> tuple[str, str] | None:
+    """A name the sentence states a fact about, asked for that fact ("What do you know about the
+    Grey Heron?")."""
+    from ..eval.facts import extract
+    for f in extract(sentence):
+        if f.kind == "name" and (not topic or f.value not in topic.lower()) and len(f.text) > 3:
+            return f"What do you know about {f.text}?", sentence.strip()
+    return None
+
+
+_THERE_NO = re.compile(r"^There (are|is|were|was) no (?P<rest>[^;,.]+)")
+_SUBJECT = re.compile(r"^(?P<subj>(?:The|A|An) [a-z][\w-]*(?: [a-z][\w-]*)?) (?P<verb>[a-z]+(?:s|ed))\b")
+
+
+def negative(sentence: str) -> tuple[str, str] | None:
+    """"There are no cars on X" asked as the yes/no question it answers."""
+    m = _THERE_NO.match(sentence.strip())
+    return (f"{m.group(1).capitalize()} there {m.group('rest').strip()}?", "No. " + sentence.strip()) if m else None
+
+
+def subject(sentence: str) -> tuple[str, str] | None:
+    """What the sentence says about its subject ("The crossing takes three hours ..." -> "What
+    does the text say about the crossing?"), for sentences no other form fits."""
+    m = _SUBJECT.match(sentence.strip())
+    return (f"What does the text say about {_lower_first(m.group('subj'))}?", sentence.strip()) if m else None
+
+
 def knowledge(prompt: Prompt, sample: int) -> str:
     v = prompt.variables
     text, n = v["document"], int(v["n"])
@@ -115,21 +209,21 @@ def knowledge(prompt: Prompt, sample: int) -> str:
     rng = _rng(text, prompt.task, sample)
     out = []
     if prompt.task == "knowledge_short":
-        # One order per chunk, and each sample continues where the previous one stopped: samples
-        # cover different sentences instead of drawing the same ones again (near duplicates).
-        order = sents[:]
-        _rng(text, prompt.task).shuffle(order)
-        k = (sample * n) % max(1, len(order))
-        order = order[k:] + order[:k]
-        makers = [(definition, wh_question, cloze), (wh_question, cloze, definition), (cloze, wh_question, definition)]
-        for s in order:
-            for make in makers[rng.randrange(len(makers))]:
-                qa = make(s)
-                if qa:
-                    out.append(_pair(*qa))
-                    break
-            if len(out) >= n:
-                break
+        # Every sentence of the chunk, asked in every form that fits it (a reader's question, the
+        # question asked in place, a definition, a blank, a name's fact), the forms shared out
+        # between samples: a fact stated once in a short document is still asked several ways,
+        # and each answer states it. ``n`` is a model teacher's batch size; coverage wins here.
+        topic = topic_of(v.get("title"))
+        for i, raw in enumerate(sents):
+            s = resolve(raw, topic)
+            forms = [qa for qa in (inverted(s), wh_question(s), definition(s), about(s, topic), negative(s), cloze(s))
+                     if qa] or [qa for qa in (subject(s),) if qa]
+            seen = set()
+            for j, (q, a) in enumerate(forms):
+                if q in seen or (i + j + sample) % 2:
+                    continue
+                seen.add(q)
+                out.append(_pair(q, a))
     else:
         title = v.get("title") or v.get("domain") or "the document"
         topic = title.split(" > ")[-1]

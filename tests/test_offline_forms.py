@@ -1,0 +1,36 @@
+"""The offline teacher asks each document sentence the ways a reader would, and every answer
+states the fact (so a short document still teaches its facts several times)."""
+
+from pipeline.eval.facts import extract
+from pipeline.sdg import offline
+from pipeline.sdg.prompts import render
+
+
+def test_reader_questions_from_statements():
+    assert offline.inverted("The Marrant Seawall was finished in 1711 to protect the harbour.")[0] == \
+        "When was the Marrant Seawall finished to protect the harbour?"
+    assert offline.inverted("Kelp paper has been made on the island since 1563.")[0] == \
+        "Since when has Kelp paper been made on the island?"
+    assert offline.inverted("Brenvik Isle is governed by the Council of Nine Wardens.")[0] == "By whom is Brenvik Isle governed?"
+    assert offline.inverted("The wardens are elected every four years by every islander.")[0] == "How often are the wardens elected?"
+    assert offline.negative("There are no cars on Brenvik Isle; islanders cycle.") == \
+        ("Are there cars on Brenvik Isle?", "No. There are no cars on Brenvik Isle; islanders cycle.")
+    assert offline.subject("The crossing takes three hours and forty minutes.")[0] == "What does the text say about the crossing?"
+    assert offline.resolve("Its highest point is Mount Tollan.", "Brenvik Isle") == "Brenvik Isle's highest point is Mount Tollan."
+    assert offline.topic_of("Brenvik Isle (a fictional island) > History") == "Brenvik Isle"
+
+
+def test_every_fact_bearing_sentence_is_asked_and_answered_with_its_fact():
+    doc = ("Brenvik Isle was first settled in 1487 by a band of herring fishers led by Oda Marrant. "
+           "The crossing takes three hours and forty minutes. There are no cars on Brenvik Isle.")
+    pairs = []
+    for sample in (0, 1):
+        text = offline.knowledge(render("knowledge_short", domain="d", document=doc, examples="", n=3,
+                                        title="Brenvik Isle > History"), sample)
+        pairs += [p.split("[Answer]\n") for p in text.split("[Question]\n")[1:]]
+    answers = [a.replace("\n[End]", "").strip() for _, a in pairs]
+    for fact in ("1487", "three hours and forty minutes", "no cars"):
+        assert sum(fact in a for a in answers) >= 1, fact
+    assert len(pairs) >= 5  # several forms, shared out between the two samples
+    assert len({q for q, _ in pairs}) == len(pairs)
+    assert all(extract(a) or "no cars" in a for a in answers)
