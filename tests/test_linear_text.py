@@ -49,6 +49,7 @@ EXPLOITS = [
     " " * SIZE + "x",                      # \s*\[?\s* in the teacher-output parser: quadratic
     "a@" * (SIZE // 2),                    # the user@host:path check on document.repo: quadratic
     "\n" * SIZE,                           # ^\W* (multiline) in the judge parser: quadratic
+    "A. " * (SIZE // 3), "1711 " * (SIZE // 5),  # key facts: a lookup per name / per value
 ]
 
 
@@ -103,6 +104,13 @@ def _escapes(text):
         fn(text)
 
 
+def _key_facts(text):
+    from pipeline.eval import facts
+    found = facts.key_facts(text, text)
+    facts.check(text, found, text)
+    facts.restate(text)
+
+
 SCANNERS = {
     "chunk_markdown": lambda t: chunking.chunk_markdown(t, "doc.md"),
     "clean_inline": chunking.clean_inline,
@@ -120,6 +128,7 @@ SCANNERS = {
     "bot commands": _commands,
     "bot job logs": _bot_logs,
     "markdown escaping": _escapes,
+    "key facts": _key_facts,
 }
 
 
@@ -283,7 +292,7 @@ def test_every_module_reading_pr_text_is_audited():
                "pipeline/filter/safety.py", "pipeline/filter/judge.py", "pipeline/filter/base.py",
                "pipeline/eval/judge.py", "pipeline/taxonomy/hygiene.py", "pipeline/taxonomy/rules.py",
                "pipeline/taxonomy/sources.py", "pipeline/taxonomy/loader.py", "pipeline/taxonomy/globs.py",
-               "bot/commands.py", "bot/dispatch.py", "bot/github.py", "pipeline/mdescape.py",
+               "bot/commands.py", "bot/dispatch.py", "bot/github.py", "pipeline/mdescape.py", "pipeline/eval/facts.py",
                "bot/handlers/issue_comment.py"}
     own_strings = {"pipeline/run.py", "pipeline/quiet.py", "pipeline/train/loop.py", "pipeline/train/student.py",
                    "pipeline/cli/data.py", "pipeline/filter/embed.py", "pipeline/filter/run.py",

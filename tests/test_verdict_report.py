@@ -50,8 +50,8 @@ def test_report_json_fields_and_markdown_first_lines():
     assert {"facts", "hit_deployed", "hit_new"} <= set(brenvik["heldout"][0]) and brenvik["repetition"] == 10.0
     md = rpt.markdown(report).splitlines()
     assert md[0] == "## ✅ Sprout retrain: accepted"
-    assert md[2].startswith("**Accepted: no leaf regressed; the forgetting check passed; learnt: brenvik_isle;")
-    assert "not enough evidence to judge: haiku, water_cycle" in md[2]
+    assert md[2].startswith("**Accepted: no leaf regressed; the forgetting check passed; learnt: brenvik\\_isle;")
+    assert "not enough evidence to judge: haiku, water\\_cycle" in md[2]
     text = "\n".join(md)
     assert "| 0 → **9** of 15 | 1 | 0 of 15 |" in text
     assert "2 items: too few to test" in text and "No change (lower, not significant)" in text

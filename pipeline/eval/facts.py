@@ -98,13 +98,32 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
+# Held-out references and answers are a sentence or two; a leaf is written by whoever opens the
+# pull request, so only this much of any text is read for facts (the per-fact lookups below are
+# linear each, quadratic over a 100 KB answer: 136 s for "1711 " * 20000).
+MAX_CHARS = 4000
+
+
+def _bounded(text: str | None) -> str:
+    return " ".join((text or "")[:MAX_CHARS].split())
+
+
 def _spans_overlap(a: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
     return any(a[0] < e and s < a[1] for s, e in spans)
 
 
+def _after_sentence_end(text: str, start: int) -> bool:
+    """Whether only whitespace, after nothing or after a sentence end, precedes ``start``. Looks
+    back over that whitespace only (a regex over ``text[:start]`` per name was quadratic)."""
+    j = start - 1
+    while j >= 0 and text[j].isspace():
+        j -= 1
+    return j < 0 or text[j] in '.!?:;"'
+
+
 def extract(text: str) -> list[Fact]:
     """Every value in ``text`` (no polarity: that needs the question)."""
-    text = " ".join((text or "").split())
+    text = _bounded(text)
     facts: list[Fact] = []
     taken: list[tuple[int, int]] = []
     for m in _DAY_MONTH.finditer(text):
@@ -128,7 +147,7 @@ def extract(text: str) -> list[Fact]:
             continue
         name = " ".join(words).rstrip(".,'")
         start = m.start(1) + m.group(1).find(words[0])
-        at_sentence_start = not text[:start].strip() or re.search(r"[.!?:;\"]\s*$", text[:start]) is not None
+        at_sentence_start = _after_sentence_end(text, start)
         if len(words) == 1 and (at_sentence_start or len(name) < 2):
             continue  # "Fog is ...", "Creating a branch ...": capitalised by position, not a name
         if _spans_overlap((start, start + len(name)), taken) or not re.search(r"[A-Za-z]", name):
@@ -170,6 +189,7 @@ def polarity(text: str) -> str:
 def key_facts(question: str, reference: str) -> list[Fact]:
     """The facts the reference adds to the question: its values that the question does not hold,
     plus the answer's polarity when the question is a yes/no question."""
+    question, reference = _bounded(question), _bounded(reference)
     asked = {(f.kind, f.value) for f in extract(question)}
     asked_names = {f.value for f in extract(question) if f.kind == "name"}
     out: list[Fact] = []
@@ -199,7 +219,7 @@ def check(answer: str, facts: list[Fact] | list[dict], question: str = "") -> di
     """{hit, found, wrong}: which key facts the answer carries (``found``: list of values) and
     which of its values contradict one (same kind, not a key fact, not in the question)."""
     facts = [f if isinstance(f, Fact) else Fact(**f) for f in facts]
-    answer = " ".join((answer or "").split())
+    answer, question = _bounded(answer), _bounded(question)
     values = extract(answer)
     asked = {(f.kind, f.value) for f in extract(question)}
     asked_names = {f.value for f in extract(question) if f.kind == "name"}
@@ -237,7 +257,7 @@ def restate(question: str) -> str:
     """The question turned into a statement that adds no fact: the baseline every knowledge
     answer must beat ("When was the Marrant Seawall finished?" -> "The Marrant Seawall was
     finished."). Word-overlap scores rate this highly; key facts give it nothing."""
-    q = " ".join((question or "").split()).rstrip("?").strip()
+    q = _bounded(question).rstrip("?").strip()
     q = re.sub(r"^(?:what|which|who|whom|whose|when|where|why|how(?: many| much| long| often| old)?|roughly what"
                r"(?: share)?|in which|since when|name)\s+", "", q, flags=re.I)
     m = re.match(r"^(is|are|was|were|do|does|did|can|has|have|had)\s+(.*)$", q, flags=re.I)
