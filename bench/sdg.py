@@ -49,8 +49,8 @@ WORDS = {"question": 12, "answer": 36, "explanation": 20}
 # The simulated endpoint (its own process)
 # ---------------------------------------------------------------------------------------------
 class Endpoint:
-    def __init__(self, capacity: int, queue_limit: int, ttft: float, rate: float):
-        self.capacity, self.queue_limit, self.ttft, self.rate = capacity, queue_limit, ttft, rate
+    def __init__(self, capacity: int, queue_limit: int, ttft: float, rate: float, prefill: float):
+        self.capacity, self.queue_limit, self.ttft, self.rate, self.prefill = capacity, queue_limit, ttft, rate, prefill
         self.waiting: collections.deque = collections.deque()
         self.reset()
 
@@ -65,7 +65,7 @@ class Endpoint:
         self.area += self.busy * (now - self.last)
         self.last = now
 
-    async def hold(self, n: int, tokens_each: int) -> bool:
+    async def hold(self, n: int, tokens_each: int, prompt_tokens: int = 0) -> bool:
         n = min(n, self.capacity)
         if self.waiting or self.busy + n > self.capacity:
             if len(self.waiting) >= self.queue_limit:
@@ -79,7 +79,7 @@ class Endpoint:
             self.busy += n
             self.peak = max(self.peak, self.busy)
         try:
-            await asyncio.sleep(self.ttft + tokens_each / self.rate)
+            await asyncio.sleep(self.ttft + prompt_tokens / self.prefill + tokens_each / self.rate)
         finally:
             self._account()
             self.busy -= n
@@ -128,7 +128,7 @@ def answer(messages: list[dict], choice: int) -> str:
 
 def serve(args) -> None:
     import uvicorn
-    ep = Endpoint(args.capacity, args.queue_limit, args.ttft, args.rate)
+    ep = Endpoint(args.capacity, args.queue_limit, args.ttft, args.rate, args.prefill)
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
@@ -158,12 +158,12 @@ def serve(args) -> None:
             n = int(req.get("n") or 1)
             texts = [answer(req["messages"], i) for i in range(n)]
             counts = [len(t.split()) for t in texts]
-            if not await ep.hold(n, max(counts)):
+            prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in req["messages"])
+            if not await ep.hold(n, max(counts), prompt_tokens):
                 status, headers = 429, headers + [(b"retry-after", b"1")]
                 out = {"error": {"message": "queue full", "type": "rate_limit"}}
             else:
                 ep.tokens += sum(counts)
-                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in req["messages"])
                 out = {"id": "sim", "object": "chat.completion", "created": int(time.time()), "model": "sim",
                        "choices": [{"index": i, "message": {"role": "assistant", "content": t},
                                     "finish_reason": "stop"} for i, t in enumerate(texts)],
@@ -198,8 +198,9 @@ def build_taxonomy(dest: Path, leaves: int) -> Path:
     for old in (dest / "documents").glob("*.md"):
         old.unlink()
     template = yaml.safe_load((src / "knowledge/history/computing/ada_lovelace/qna.yaml").read_text())
-    for i in range(leaves):  # a different edition per leaf: no chunk is shared, none is cached
-        (dest / "documents" / f"doc{i:03d}.md").write_text(docs[i % len(docs)].read_text() + f"\n\nEdition {i}.\n")
+    for i in range(leaves):  # a different edition per leaf: every paragraph marked, no chunk shared
+        text = docs[i % len(docs)].read_text().replace("\n\n", f" (edition {i})\n\n")
+        (dest / "documents" / f"doc{i:03d}.md").write_text(text + f"\n\nEdition {i}.\n")
     sha = git(materialize(dest / "documents"), "rev-parse", "main").decode().strip()
     for i in range(leaves):
         leaf = dict(template)
@@ -373,7 +374,8 @@ def arm_sdg_hub(url: str, rows: list[dict], concurrency: int | None) -> dict:
 def start_server(args, capacity: int) -> tuple[subprocess.Popen, str]:
     port_file = Path(tempfile.mkdtemp()) / "port"
     cmd = [sys.executable, __file__, "--serve", "--port-file", str(port_file), "--capacity", str(capacity),
-           "--queue-limit", str(args.queue_limit), "--ttft", str(args.ttft), "--rate", str(args.rate)]
+           "--queue-limit", str(args.queue_limit), "--ttft", str(args.ttft), "--rate", str(args.rate),
+           "--prefill", str(args.prefill)]
     proc = subprocess.Popen(cmd, start_new_session=True)
     for _ in range(300):
         if port_file.exists() and port_file.read_text():
@@ -413,8 +415,9 @@ def main() -> None:
     ap.add_argument("--capacity", type=int, help="sequences the endpoint serves at once (C)")
     ap.add_argument("--leaves", type=int, help="knowledge leaves (about 2 chunks each)")
     ap.add_argument("--queue-limit", type=int, default=512, help="queued requests before 429")
-    ap.add_argument("--ttft", type=float, default=0.05, help="time to first token, seconds")
-    ap.add_argument("--rate", type=float, default=100.0, help="decode tokens/s per sequence")
+    ap.add_argument("--ttft", type=float, help="time to first token before prefill, seconds (default 0.2; quick 0.1)")
+    ap.add_argument("--prefill", type=float, default=2000.0, help="prompt tokens/s per sequence (adds to TTFT)")
+    ap.add_argument("--rate", type=float, help="decode tokens/s per sequence (default 30, a loaded 70B; quick 100)")
     ap.add_argument("--arms", default="sprout,sprout@C,sprout-old,asyncio@C,sdg-hub,sdg-hub@C")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port-file", help=argparse.SUPPRESS)
@@ -422,8 +425,12 @@ def main() -> None:
     if args.serve:
         serve(args)
         return
-    C = args.capacity or (16 if args.quick else 64)
-    leaves = args.leaves or (2 if args.quick else 32)
+    # The box that runs this has 2 cores for the client and the endpoint: C and the rates keep the
+    # request rate that fills C within what it can serve, so that the client is what is measured.
+    C = args.capacity or (16 if args.quick else 32)
+    leaves = args.leaves or (1 if args.quick else 16)
+    args.ttft = args.ttft if args.ttft is not None else (0.1 if args.quick else 0.2)
+    args.rate = args.rate or (100.0 if args.quick else 30.0)
     CAPACITY = C
     os.environ["SPROUT_CACHE"] = tempfile.mkdtemp(prefix="sprout-bench-cache-")
     work = Path(tempfile.mkdtemp(prefix="sprout-bench-tax-"))
@@ -431,7 +438,8 @@ def main() -> None:
     rows = chunks_of(taxonomy)  # also warms the document mirror for every arm
     proc, base = start_server(args, C)
     url = base + "/v1"
-    print(f"endpoint: C={C} sequences, queue limit {args.queue_limit}, TTFT {args.ttft}s, {args.rate:g} tok/s per "
+    print(f"endpoint: C={C} sequences, queue limit {args.queue_limit}, TTFT {args.ttft}s + prompt/{args.prefill:g} "
+          f"tok/s, {args.rate:g} tok/s per "
           f"sequence; {leaves} leaves, {len(rows)} chunks, {len(rows) * PAIRS_PER_CHUNK} samples requested", flush=True)
     arms = [a.strip() for a in args.arms.split(",")]
     if any(a.startswith("sdg-hub") for a in arms):

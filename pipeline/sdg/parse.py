@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 # "\s*\[?\s*" would try every split of a line of spaces between its two \s* (quadratic).
-_TAG = re.compile(r"^\s*(?:\[\s*)?(context|question|answer|end)\s*\]?\s*:?\s*(.*)$", re.I)
+# "[Question 2]" / "[Answer2]": numbered tags are how SmolLM2-135M drifts (tests/sdg/test_real_teacher.py)
+_TAG = re.compile(r"^\s*(?:\[\s*)?(context|question|answer|end)\s*(?:\d+\s*)?\]?\s*:?\s*(.*)$", re.I)
 
 
 def parse_pairs(text: str) -> tuple[list[dict], int]:

@@ -84,7 +84,7 @@ def test_a_driver_that_needs_a_gpu_waits_for_one(make_bot, settings, emulator, r
     bot.deliver("pull_request", pr_payload("closed", 1, "h" * 40, merged=True, merge_sha="m" * 40))
     client = JobSubmissionClient(ray_head.address)
     deadline = time.time() + 60
-    while not any(j["submission_id"] for j in bot.store.jobs()):
+    while not any(j["status"] == "running" for j in bot.store.jobs()):  # submitted to Ray
         assert time.time() < deadline
         time.sleep(0.2)
     [job] = bot.store.jobs()

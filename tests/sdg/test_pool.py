@@ -185,3 +185,9 @@ def test_a_cut_completion_is_truncated_even_when_the_server_says_stop():
             "usage": {"prompt_tokens": 9, "completion_tokens": 32}}
     assert RequestPool._parse(data, 1, max_tokens=32).finish == ["length"]
     assert RequestPool._parse(data, 1, max_tokens=64).finish == ["stop"]
+
+
+def test_numbered_tags_parse():
+    from pipeline.sdg.parse import parse_pairs
+    pairs, bad = parse_pairs("[Question1]\nWho was her father?\n[Answer 1]\nLord Byron.\n[End]")
+    assert pairs == [{"question": "Who was her father?", "answer": "Lord Byron."}] and bad == 0
