@@ -66,6 +66,8 @@ class RunConfig:
     epochs: int | None = None
     """Override LAB's scaled epochs for both phases (smoke runs)."""
     max_steps: int | None = None
+    checkpoint_every: int = 25
+    """Optimizer steps between training checkpoints (and one at each phase end)."""
     embeddings: bool = True
     probe_questions: int | None = None
     """Ask only the first N forgetting-probe questions (smoke runs)."""
@@ -412,7 +414,7 @@ class Run:
         self.log(f"[train] {student['name']}{'' if student['pretrained'] else ' (random init: a smoke run)'}: recipe {recipe_text}")
         tc = TrainConfig(student=str(base), out=str(self.out / "model"), phases=chosen.phases, data_dir=str(data),
                          max_len=1024, tokens_per_micro_batch=1024, max_steps=c.max_steps,
-                         seed=c.seed, checkpoint_every=25, train_layers=chosen.train_layers,
+                         seed=c.seed, checkpoint_every=c.checkpoint_every, train_layers=chosen.train_layers,
                          precision="bf16" if c.gpu else "auto")
         if c.workers > 1:
             from dataclasses import replace

@@ -17,7 +17,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        judge=args.judge, judge_model=args.judge_model, recipe=args.recipe,
                        train_layers=args.train_layers, lr=args.lr, probe_questions=args.probe_questions,
                        start_from=args.start_from, workers=args.workers, gpu=args.gpu, epochs=args.epochs,
-                       max_steps=args.max_steps, embeddings=not args.no_embeddings)
+                       max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
+                       embeddings=not args.no_embeddings)
     done = _pipeline("run", run, config, until=args.until)
     if done is None:
         return 1
@@ -222,6 +223,8 @@ def register(sub) -> None:
                    help="train on GPUs: one per worker, NCCL, bf16 (default: the CPU)")
     r.add_argument("--epochs", type=int, help="override the recipe's epochs (smoke runs)")
     r.add_argument("--max-steps", type=int, help="cap each training phase (smoke runs)")
+    r.add_argument("--checkpoint-every", type=int, default=25, metavar="N",
+                   help="optimizer steps between training checkpoints (default: 25, and one at each phase end)")
     r.add_argument("--no-embeddings", action="store_true", help="skip the embedding filters")
     r.add_argument("--until", choices=["diff", "filter", "mix", "report"], default="report",
                    help="stop after this stage (default: run everything)")

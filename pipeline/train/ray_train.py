@@ -148,6 +148,10 @@ def _worker(config: dict) -> None:
         files.restore(latest, out)
     storage = ctx.get_storage()
     count = [0]
+    # testing aid: 'TAG:SECONDS', every rank waits after reporting TAG, in runs whose model folder
+    # contains SPROUT_TEST_PAUSE_RUN: a window in which a test kills a node
+    pause = os.environ.get("SPROUT_TEST_PAUSE_AFTER", "").rpartition(":")[::2] \
+        if os.environ.get("SPROUT_TEST_PAUSE_RUN", "\0") in config["out"] else ("", "")
 
     def report(tag: str) -> None:
         count[0] += 1
@@ -165,6 +169,8 @@ def _worker(config: dict) -> None:
         ray.train.report({"tag": tag}, checkpoint=checkpoint, checkpoint_dir_name=name)
         files.reported[tag] = (storage.storage_filesystem, f"{storage.experiment_fs_path}/{name}")
         shutil.rmtree(stage, ignore_errors=True)
+        if pause[0] == tag:
+            time.sleep(float(pause[1]))
 
     train(cfg, progress=False, on_checkpoint=report, files=files)
 
