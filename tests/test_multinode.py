@@ -47,7 +47,10 @@ class Node:
         common = ["--block", "--num-cpus", "2", "--temp-dir", str(self.tmp / "ray"),
                   "--node-ip-address", "127.0.0.1", "--dashboard-agent-listen-port", str(free_port()),
                   "--resources", json.dumps({self.name: 1})]
-        args = [ray, "start", "--head", "--port", str(head_port), "--include-dashboard", "false"] if self.name == "head" \
+        low = 30000 + 400 * ("head", "worker", "spare").index(self.name)  # disjoint worker ports per node
+        common += ["--min-worker-port", str(low), "--max-worker-port", str(low + 399)]
+        args = [ray, "start", "--head", "--port", str(head_port), "--include-dashboard", "false",
+                "--ray-client-server-port", str(free_port())] if self.name == "head" \
             else [ray, "start", "--address", f"127.0.0.1:{self.env['SPROUT_TEST_HEAD_PORT']}"]
         self.proc = subprocess.Popen(args + common, cwd=self.dir / "work", env=self.env, start_new_session=True,
                                      stdout=open(log, "w"), stderr=subprocess.STDOUT)
