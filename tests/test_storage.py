@@ -143,3 +143,23 @@ def test_uris_and_redaction():
     assert redact("s3://key:secret@b/p?endpoint_override=h&secret_key=x") == "s3://b/p?endpoint_override=h"
     with pytest.raises(StorageError):
         Storage("s3://bucket/p?no_such_option=1")
+
+
+def test_one_storage_setting_for_the_cli_and_the_bot(monkeypatch):
+    """--storage (old name --runs-root), else SPROUT_STORAGE, else runs; the bot passes
+    SPROUT_STORAGE (old name SPROUT_RUNS_ROOT) to its jobs."""
+    import argparse
+
+    from bot.settings import Settings
+    from pipeline.cli import runs
+    parser = argparse.ArgumentParser()
+    runs._storage_arg(parser)
+    monkeypatch.delenv("SPROUT_STORAGE", raising=False)
+    assert runs._storage(parser.parse_args([])) == "runs"
+    monkeypatch.setenv("SPROUT_STORAGE", "s3://b/p")
+    assert runs._storage(parser.parse_args([])) == "s3://b/p"
+    assert runs._storage(parser.parse_args(["--runs-root", "/old"])) == "/old"
+    assert runs._storage(parser.parse_args(["--storage", "gs://b/q"])) == "gs://b/q"
+    base = {"SPROUT_WEBHOOK_SECRET": "s", "SPROUT_GITHUB_TOKEN": "t"}
+    assert Settings.from_env({**base, "SPROUT_RUNS_ROOT": "/shared"}).runs_root == "/shared"
+    assert Settings.from_env({**base, "SPROUT_RUNS_ROOT": "/shared", "SPROUT_STORAGE": "s3://b/p"}).runs_root == "s3://b/p"
