@@ -118,7 +118,7 @@ def test_two_nodes_share_only_a_bucket_and_survive_a_dead_node(sample_taxonomy, 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "SPROUT_"))}
     env.update(creds, PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled",
                HF_HUB_OFFLINE="1", SPROUT_TEST_HEAD_PORT=str(head_port),
-               SPROUT_TEST_PAUSE_AFTER=f"{PAUSE_TAG}:90", SPROUT_TEST_PAUSE_RUN="/run-b/",
+               SPROUT_TEST_PAUSE_AFTER=f"{PAUSE_TAG}:60", SPROUT_TEST_PAUSE_RUN="/run-b/",
                # DeepSpeed's compiled CPU op is a build cache, not data: shared so no node recompiles it
                TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR",
                                                    str(Path.home() / ".cache" / "torch_extensions")))
