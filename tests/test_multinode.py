@@ -163,6 +163,7 @@ def test_two_nodes_share_only_a_bucket_and_survive_a_dead_node(sample_taxonomy, 
         timings["run_a"] = time.time() - t
         report = json.loads(s3.get_object(Bucket=BUCKET, Key="sprout/run-a/report.json")["Body"].read())
         assert report["verdict"] in ("accepted", "rejected") and "verdict:" in out
+        stage_seconds = report["timings"]
         stored = keys("run-a/")
         for must in ("run-a/report.md", "run-a/manifest.json", "run-a/data/phase1.jsonl",
                      "run-a/model/knowledge/sprout_phase.json", "run-a/model/skills/model.safetensors",
@@ -218,7 +219,8 @@ def test_two_nodes_share_only_a_bucket_and_survive_a_dead_node(sample_taxonomy, 
         assert not (fresh.dir / "work" / "runs").exists()
         timings["total"] = time.time() - started
         print("two-node timings (s):", json.dumps({k: round(v, 1) for k, v in timings.items()}),
-              f"kill at {killed_at:.1f}s into run b")
+              f"kill at {killed_at:.1f}s into run b; resumed from {tags[0]}; run a stages (s):",
+              json.dumps(stage_seconds))
     finally:
         for node in reversed(nodes):
             node.stop()
