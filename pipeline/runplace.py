@@ -34,8 +34,7 @@ class RunPlace:
             if not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", rel) or ".." in rel.split("/"):
                 raise ValueError(f"--out {out!r}: with object storage, a run name (letters, digits, . _ - /)")
             self.rel = rel
-            key = hashlib.sha256(self.store.name().encode()).hexdigest()[:12]
-            self.root = scratch_dir("storage", key)  # the driver's working copy of the storage root
+            self.root = scratch_root(self.store)  # the driver's working copy of the storage root
             self.local = self.root / rel
             # a rerun with the same --out resumes: the stages' files come back from the store
             self.store.download(rel, self.local, keep=lambda n: not n.startswith(_NOT_PUSHED))
@@ -151,3 +150,7 @@ class RunPlace:
         self._models[str(built)] = "students/tiny"
         return built
 
+
+def scratch_root(store: Storage) -> Path:
+    """The node-local working copy of an object store's root (run folders under it by name)."""
+    return scratch_dir("storage", hashlib.sha256(store.name().encode()).hexdigest()[:12])

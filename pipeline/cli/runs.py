@@ -39,10 +39,24 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{leaf['delta']:>+8.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]  {leaf['path']}"
               + ("" if leaf.get("changed", True) else " (unchanged)"))
     print("forgetting: " + forgetting_text(report["forgetting"]))
-    print(f"verdict: {report['verdict']}   report: {out / 'report.md'} (also report.html, report.json)")
+    stored = _stored_at(out, _storage(args))
+    print(f"verdict: {report['verdict']}   report: {stored or out}/report.md (also report.html, report.json)")
     if args.print_report:
         _print_markers(out / "report.md")
+    if stored:  # everything is in the object store: the node-local working copy goes
+        import shutil
+        shutil.rmtree(out, ignore_errors=True)
     return 0 if report["verdict"] == "accepted" else REJECTED
+
+
+def _stored_at(out: Path, storage: str) -> str | None:
+    """The run folder's name in object storage when ``out`` is its node-local working copy."""
+    from ..storage import is_uri, open_storage
+    if not is_uri(storage):
+        return None
+    store = open_storage(storage)
+    from ..runplace import scratch_root
+    return store.name(out.relative_to(scratch_root(store)).as_posix())
 
 
 def _storage(args: argparse.Namespace) -> str:

@@ -173,6 +173,8 @@ def _worker(config: dict) -> None:
             time.sleep(float(pause[1]))
 
     train(cfg, progress=False, on_checkpoint=report, files=files)
+    if store is not None:  # all of it is in the store now: the node-local folder goes
+        shutil.rmtree(out.parent, ignore_errors=True)
 
 
 def train_on_ray(config: TrainConfig, workers: int = 1, use_gpu: bool = False,
