@@ -181,8 +181,9 @@ def test_two_nodes_share_only_a_bucket_and_survive_a_dead_node(sample_taxonomy, 
         for node in (head, worker, driver):  # no runs root anywhere but the bucket
             assert not (node.dir / "work" / "runs").exists()
             # and the node-local working copies are gone once everything is in the store
-            assert not [p for p in node.tmp.glob(f"sprout-{os.getuid()}/*/*/**/*") if p.is_file()
-                        and p.parts[len(node.tmp.parts) + 1] in ("train", "storage")], node.name
+            mine = node.tmp / f"sprout-{os.getuid()}"
+            assert not [p for p in mine.rglob("*") if p.is_file() and ("train" in p.relative_to(mine).parts
+                                                                     or "run-a" in p.parts)], node.name
         nodes_used = {json.loads(x).get("workers") for x in
                       s3.get_object(Bucket=BUCKET, Key="sprout/run-a/model/metrics.jsonl")["Body"].read().decode().splitlines()}
         assert nodes_used == {2}
