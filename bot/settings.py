@@ -49,8 +49,9 @@ class Settings:
                                 "--runs-root {runs_root} --print-report")
     """Ray job entrypoint for `/sprout precheck` (SPROUT_PRECHECK_ENTRYPOINT)."""
     runs_root: str = "runs"
-    """Model registry and run folders as the Ray job sees them (SPROUT_RUNS_ROOT): relative to the
-    job's working directory; on a multi-node cluster, a path on shared storage."""
+    """Model registry, run folders, checkpoints and models as the Ray job sees them (SPROUT_STORAGE,
+    old name SPROUT_RUNS_ROOT): a folder relative to the job's working directory, or an object-store
+    URI (s3://bucket/prefix, gs://...) on a multi-node cluster; passed as --runs-root (= --storage)."""
     git_url: str | None = field(default=None, repr=False)  # may carry user:token@
     """Clone URL template with {repo} (SPROUT_GIT_URL); default: derived from the API URL
     (https://github.com/{repo}.git for github.com, https://HOST/{repo}.git for Enterprise)."""
@@ -202,7 +203,7 @@ class Settings:
                    retrain_entrypoint=get("SPROUT_RETRAIN_ENTRYPOINT") or cls.retrain_entrypoint,
                    preview_entrypoint=get("SPROUT_PREVIEW_ENTRYPOINT") or cls.preview_entrypoint,
                    precheck_entrypoint=get("SPROUT_PRECHECK_ENTRYPOINT") or cls.precheck_entrypoint,
-                   runs_root=get("SPROUT_RUNS_ROOT") or cls.runs_root, git_url=get("SPROUT_GIT_URL"),
+                   runs_root=get("SPROUT_STORAGE") or get("SPROUT_RUNS_ROOT") or cls.runs_root, git_url=get("SPROUT_GIT_URL"),
                    status_token=get("SPROUT_STATUS_TOKEN"), write_interval=write_interval,
                    commands_per_hour=per_hour, max_annotations=max_annotations, job_timeouts=timeouts,
                    forwarded_allow_ips=get("SPROUT_FORWARDED_ALLOW_IPS"), **resources)

@@ -13,9 +13,11 @@ SETTINGS: tuple[tuple[str, str], ...] = (
      "--print-report`); `{sha}`, `{base_sha}`, `{git_url}`, `{repo}`, `{pr}`, `{runs_root}` are filled in"),
     ("`SPROUT_PREVIEW_ENTRYPOINT`, `SPROUT_PRECHECK_ENTRYPOINT`",
      "the same for `/sprout generate` (`sprout preview … --base {base_sha}`) and `/sprout precheck`"),
-    ("`SPROUT_RUNS_ROOT`",
-     "model registry and run folders as the job sees them (default `runs`, relative to the job's "
-     "working directory; shared storage on a multi-node cluster)"),
+    ("`SPROUT_STORAGE` (old name `SPROUT_RUNS_ROOT`)",
+     "where jobs keep the model registry, run folders, reports, checkpoints and models (`{runs_root}`): "
+     "a folder as the job sees it (default `runs`, relative to its working directory) or, on a "
+     "multi-node cluster, `s3://bucket/prefix` (S3-compatible: `?endpoint_override=HOST:PORT&scheme=http`) "
+     "or `gs://bucket/prefix`; no shared disk needed"),
     ("`SPROUT_ENTRYPOINT_NUM_CPUS`, `SPROUT_ENTRYPOINT_NUM_GPUS`",
      "CPUs and GPUs reserved for each job's driver (Ray's `entrypoint_num_cpus`/`entrypoint_num_gpus`), "
      "so it runs on a node that can run it (a GPU worker, not a CPU-only head); unset: Ray's default, 0"),

@@ -63,6 +63,7 @@ def preview(config: RunConfig, samples: int = 3, log=print) -> tuple[Path, dict]
                                            "filters": {k: v["dropped"] for k, v in frep["totals"]["filters"].items()}}}
     (r.out / "preview.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     (r.out / "preview.md").write_text(preview_markdown(result, _refs(r)))
+    r.place.push()  # to the run's folder in object storage (nothing with a local one)
     return r.out, result
 
 
@@ -104,7 +105,7 @@ def current_student(r: Run) -> tuple[Path, str]:
     named = r.config.student not in ("default", "smollm2", "tiny")  # a folder the caller chose
     last = None if named else r.last_accepted()
     if last is not None:
-        return Path(last["path"]), f"last accepted model {md.code(last['id'])}"
+        return r.place.local_model(last["path"]), f"last accepted model {md.code(last['id'])}"
     base, _ = r._base_student()
     return base, md.code(r.config.student) if named else "the base student"
 
@@ -137,6 +138,7 @@ def precheck(config: RunConfig, log=print) -> tuple[Path, dict]:
               "base_ref": r.state.get("last_trained"), "leaves": [per_leaf[p] for p in sorted(per_leaf)]}
     (r.out / "precheck.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     (r.out / "precheck.md").write_text(precheck_markdown(result, _refs(r)))
+    r.place.push()  # to the run's folder in object storage (nothing with a local one)
     return r.out, result
 
 

@@ -38,6 +38,12 @@ class RunConfig:
     """Run folder; default runs/<run id>."""
     runs_root: str = "runs"
     """Where the model registry (models.json) and the default base student live."""
+    storage: str | None = None
+    """Where the registry, run folders, checkpoints and models live: a folder or an object-store
+    URI (s3://bucket/prefix, gs://...; see storage.py); default: ``runs_root``. With a URI,
+    ``out`` is a run name under it and the stages work in a node-local copy."""
+    placement: str = "PACK"
+    """Ray placement strategy for the training workers (STRICT_SPREAD: one node each)."""
     teacher: str = "offline"
     teacher_model: str | None = None
     teacher_concurrency: int = 128
@@ -64,6 +70,8 @@ class RunConfig:
     epochs: int | None = None
     """Override LAB's scaled epochs for both phases (smoke runs)."""
     max_steps: int | None = None
+    checkpoint_every: int = 25
+    """Optimizer steps between training checkpoints (and one at each phase end)."""
     embeddings: bool = True
     probe_questions: int | None = None
     """Ask only the first N forgetting-probe questions (smoke runs)."""
@@ -85,13 +93,15 @@ class Run:
     def __init__(self, config: RunConfig, log=print, kind: str = "run"):
         self.config = config
         self.log = log
-        self.root = Path(config.runs_root)
+        from .runplace import RunPlace
         # unique: a preview and a precheck of the same PR may start in the same second
-        self.out = Path(config.out) if config.out else \
-            self.root / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-        self.out.mkdir(parents=True, exist_ok=True)
-        from .cachecap import prune_runs
-        prune_runs(self.root, self.out)  # capped, oldest first; never a registered model's run
+        self.place = RunPlace(config.storage or config.runs_root, config.out,
+                              f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
+        self.root = self.place.root
+        self.out = self.place.local
+        if not self.place.remote:  # a scratch copy of an object store is removed by the run itself
+            from .cachecap import prune_runs
+            prune_runs(self.root, self.out)  # capped, oldest first; never a registered model's run
         self.manifest_path = self.out / "manifest.json"
         self.manifest = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {
             "run_id": self.out.name + "-" + uuid.uuid4().hex[:6], "config": asdict(config), "stages": {},
@@ -129,30 +139,27 @@ class Run:
             self.manifest["stages"][name].update(status="failed", error=f"{type(e).__name__}: {e}",
                                                  seconds=round(time.time() - started, 2))
             self.save()
+            self.place.push()
             raise
         self.manifest["stages"][name].update(status="done", seconds=round(time.time() - started, 2), **result)
         self.save()
+        self.place.push()  # an object store gets the stage's files (a local folder has them)
         self.log(f"[{name}] done in {time.time() - started:.1f}s")
 
     # -- registry ---------------------------------------------------------------------------
     def registry(self) -> list[dict]:
-        path = self.root / "models.json"
-        return json.loads(path.read_text()) if path.exists() else []
+        return self.place.registry()
 
     def last_accepted(self) -> dict | None:
         """The newest accepted model whose folder still exists (a model can be deleted by hand)."""
         accepted = [m for m in self.registry() if m.get("verdict") == "accepted"]
-        if accepted and not Path(accepted[-1]["path"]).exists():
+        if accepted and not self.place.model_exists(accepted[-1]["path"]):
             self.log(f"the last accepted model {accepted[-1]['path']} is gone: using the base")
             return None
         return accepted[-1] if accepted else None
 
     def register(self, entry: dict) -> None:
-        models = [m for m in self.registry() if m["id"] != entry["id"]] + [entry]
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f"models.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(models, indent=2))
-        os.replace(tmp, self.root / "models.json")
+        self.place.register(entry)  # safe against a second writer (a lock, or a conditional write)
 
     # -- stages -------------------------------------------------------------------------------
     def execute(self, until: str = "report") -> dict | None:
@@ -351,27 +358,26 @@ class Run:
         last = self.last_accepted() if self.config.start_from == "last" else None
         if last is None:
             return []
-        run = Path(last["run"])
-        return [str(p) for p in (run / "data" / "phase1.jsonl", run / "data" / "phase2.jsonl") if p.exists()]
+        return [str(p) for p in self.place.local_files(last["run"], ("data/phase1.jsonl", "data/phase2.jsonl"))]
 
     def _original_base(self) -> Path:
         from .train.student import StudentError, resolve
         try:
-            return resolve(self.config.student, self.root, Path(self.state["taxonomy_path"]),
-                           log=lambda m: self.log(f"[train] {m}"))
+            return self.place.student(self.config.student, Path(self.state["taxonomy_path"]), resolve,
+                                      log=lambda m: self.log(f"[train] {m}"))
         except StudentError as e:
             raise RunError(f"train: {e}") from None
 
     def _base_student(self) -> tuple[Path, str]:
         last = self.last_accepted() if self.config.start_from == "last" else None
         if last is not None:
-            return Path(last["path"]), "last"
+            return self.place.local_model(last["path"]), "last"
         return self._original_base(), "base"
 
     def _deployed(self) -> Path:
         """The model the new one must beat: the last accepted one, else the original base."""
         last = self.last_accepted()
-        return Path(last["path"]) if last else self._original_base()
+        return self.place.local_model(last["path"]) if last else self._original_base()
 
     def train(self) -> dict:
         import torch
@@ -406,15 +412,24 @@ class Run:
         self.log(f"[train] {student['name']}{'' if student['pretrained'] else ' (random init: a smoke run)'}: recipe {recipe_text}")
         tc = TrainConfig(student=str(base), out=str(self.out / "model"), phases=chosen.phases, data_dir=str(data),
                          max_len=1024, max_steps=c.max_steps, gradient_checkpointing=c.gradient_checkpointing,
-                         seed=c.seed, checkpoint_every=25, train_layers=chosen.train_layers,
+                         seed=c.seed, checkpoint_every=c.checkpoint_every, train_layers=chosen.train_layers,
                          precision="auto")  # bf16 where the GPU has it natively (loop._precision)
         if c.workers > 1:
+            from dataclasses import replace
+
             from .train.ray_train import train_on_ray
-            final = train_on_ray(tc, workers=c.workers, use_gpu=c.gpu)
+            if self.place.remote:  # the workers read the data and the student from the store
+                tc = replace(tc, student=self.place.shared_model(base), data_dir=self.place.uri("data"),
+                             out=self.place.uri("model"))
+            final = train_on_ray(tc, workers=c.workers, use_gpu=c.gpu, placement=c.placement)
         else:
             from .train.loop import train
             final = train(tc)
-        self.state.update(base_model=str(base), started_from=kind, new_model=str(final), student=student,
+            self.place.push()  # the exported models go to the store (the checkpoints stay here)
+        if self.place.remote:
+            self.place.pull_model("model")
+            final = self.place.name(f"model/{chosen.phases[-1].name}")
+        self.state.update(base_model=self.place.name_of(base), started_from=kind, new_model=str(final), student=student,
                           recipe={"name": chosen.recipe, "train_layers": chosen.train_layers,
                                   "layers": layers_total, "text": recipe_text})
         return {"base": str(base), "started_from": kind, "model": str(final), "recipe": recipe_text,
@@ -432,7 +447,7 @@ class Run:
         deployed = self._deployed()
         judge = self._judge()
         from .eval.ledger import lineage_turns
-        result = evaluate(deployed, Path(self.state["new_model"]), {p: infos[p] for p in asked}, SYSTEM,
+        result = evaluate(deployed, self.place.local_model(self.state["new_model"]), {p: infos[p] for p in asked}, SYSTEM,
                           config=config, judge=judge, base_dir=self._original_base(), changed=changed,
                           trained=lineage_turns(self.registry(), deployed), log=self.log)
         (self.out / "evaluation.json").write_text(json.dumps(result, indent=2))
@@ -477,7 +492,7 @@ class Run:
                   "cost": {k: v["cost"] for k, v in self.manifest["stages"].items() if v.get("cost")},
                   "timings": {k: v.get("seconds", 0) for k, v in self.manifest["stages"].items() if k != "report"}}
         rpt.write(report, self.out)
-        self.register({"id": self.manifest["run_id"], "path": self.state["new_model"], "run": str(self.out.resolve()),
+        self.register({"id": self.manifest["run_id"], "path": self.state["new_model"], "run": self.place.name(),
                        "taxonomy_sha": self.state.get("taxonomy_sha"), "parent": self.state["base_model"],
                        "data_hash": self.manifest["stages"]["mix"]["key"],
                        "config_hash": _hash(asdict(self.config)), "verdict": verdict,

@@ -12,13 +12,14 @@ from .train import STUDENT_HELP, _recipe_args
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..run import RunConfig, run
-    config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, out=args.out, runs_root=args.runs_root,
-                       teacher=args.teacher, teacher_model=args.model, teacher_concurrency=args.teacher_concurrency,
-                       student=args.student,
+    config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, out=args.out, storage=_storage(args),
+                       placement=args.placement, teacher=args.teacher, teacher_model=args.model,
+                       teacher_concurrency=args.teacher_concurrency, student=args.student,
                        judge=args.judge, judge_model=args.judge_model, recipe=args.recipe,
                        train_layers=args.train_layers, lr=args.lr, probe_questions=args.probe_questions,
                        start_from=args.start_from, workers=args.workers, gpu=args.gpu, epochs=args.epochs,
-                       max_steps=args.max_steps, embeddings=not args.no_embeddings,
+                       max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
+                       embeddings=not args.no_embeddings,
                        gradient_checkpointing=args.gradient_checkpointing)
     done = _pipeline("run", run, config, until=args.until)
     if done is None:
@@ -45,10 +46,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..sdg.cost import text
     for stage, cost in (report.get("cost") or {}).items():
         print(f"teacher cost, {stage}: {text(cost)}")
-    print(f"verdict: {report['verdict']}   report: {out / 'report.md'} (also report.html, report.json)")
+    stored = _stored_at(out, _storage(args))
+    print(f"verdict: {report['verdict']}   report: {stored or out}/report.md (also report.html, report.json)")
     if args.print_report:
         _print_markers(out / "report.md")
+    if stored:  # everything is in the object store: the node-local working copy goes
+        import shutil
+        shutil.rmtree(out, ignore_errors=True)
     return 0 if report["verdict"] == "accepted" else REJECTED
+
+
+def _stored_at(out: Path, storage: str) -> str | None:
+    """The run folder's name in object storage when ``out`` is its node-local working copy."""
+    from ..storage import is_uri, open_storage
+    if not is_uri(storage):
+        return None
+    store = open_storage(storage)
+    from ..runplace import scratch_root
+    return store.name(out.relative_to(scratch_root(store)).as_posix())
+
+
+def _storage(args: argparse.Namespace) -> str:
+    """--storage (or its old name --runs-root), else SPROUT_STORAGE, else the local folder runs."""
+    from ..storage import STORAGE_ENV
+    return args.storage or os.environ.get(STORAGE_ENV) or "runs"
+
+
+def _storage_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", "--runs-root", dest="storage", metavar="URI",
+                   help="where the model registry, run folders, checkpoints and models live: a folder or "
+                        "s3://bucket/prefix (S3-compatible stores: ?endpoint_override=HOST:PORT&scheme=http), "
+                        "gs://bucket/prefix (default: $SPROUT_STORAGE, else runs; --runs-root is its old name)")
 
 
 REJECTED = 3
@@ -87,8 +115,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from ..preview import preview
     from ..run import RunConfig
     config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, base_ref=args.base, out=args.out,
-                       runs_root=args.runs_root, teacher=args.teacher, teacher_model=args.model,
-                       teacher_concurrency=args.teacher_concurrency, embeddings=not args.no_embeddings)
+                       storage=_storage(args), teacher=args.teacher, teacher_model=args.model,
+                       teacher_concurrency=args.teacher_concurrency,
+                       embeddings=not args.no_embeddings)
     done = _pipeline("preview", preview, config, samples=args.samples)
     if done is None:
         return 1
@@ -107,7 +136,7 @@ def cmd_precheck(args: argparse.Namespace) -> int:
     from ..preview import precheck
     from ..run import RunConfig
     config = RunConfig(taxonomy=args.taxonomy, ref=args.ref, base_ref=args.base, out=args.out,
-                       runs_root=args.runs_root, student=args.student)
+                       storage=_storage(args), student=args.student)
     done = _pipeline("precheck", precheck, config)
     if done is None:
         return 1
@@ -177,10 +206,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     import json as _json
-    path = Path(args.runs_root) / "models.json"
-    models = _json.loads(path.read_text()) if path.exists() else []
+
+    from ..storage import StorageError, open_storage, redact
+    try:
+        store = open_storage(_storage(args))
+        data = store.read_bytes("models.json")
+    except (StorageError, OSError) as e:
+        print(f"sprout models: {e}", file=sys.stderr)
+        return 1
+    models = _json.loads(data) if data else []
     if not models:
-        print(f"no trained models yet under {args.runs_root}")
+        print(f"no trained models yet under {redact(store.uri)}")
         return 0
     print(f"{'id':<34}{'verdict':<10}{'taxonomy':<14}{'created':<22}path")
     for m in models:
@@ -197,8 +233,8 @@ def register(sub) -> None:
                                    "'rejected', 1 when the run stopped on an error.")
     r.add_argument("taxonomy", nargs="?", default="taxonomy", help="taxonomy folder or git URL (default: taxonomy)")
     r.add_argument("--ref", help="git commit to check out")
-    r.add_argument("--out", help="run folder (default: RUNS_ROOT/run-<time>-<id>)")
-    r.add_argument("--runs-root", default="runs", help="model registry and default student (default: runs)")
+    r.add_argument("--out", help="run folder (default: STORAGE/run-<time>-<id>; with object storage, a run name)")
+    _storage_arg(r)
     r.add_argument("--teacher", default="offline")
     r.add_argument("--model", help="model name on an OpenAI-compatible teacher server")
     r.add_argument("--teacher-concurrency", type=int, default=128, metavar="N",
@@ -217,10 +253,14 @@ def register(sub) -> None:
                    help="retrain the original base on all data (default), or continue from the last "
                         "accepted model on the changed leaves only, with its training data as replay")
     r.add_argument("--workers", type=int, default=1, help="Ray Train workers (default: 1, no Ray)")
+    r.add_argument("--placement", choices=["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"], default="PACK",
+                   help="where Ray places the training workers (STRICT_SPREAD: each on its own node; default: PACK)")
     r.add_argument("--gpu", action="store_true",
                    help="train on GPUs: one per worker, NCCL, bf16 (default: the CPU)")
     r.add_argument("--epochs", type=int, help="override the recipe's epochs (smoke runs)")
     r.add_argument("--max-steps", type=int, help="cap each training phase (smoke runs)")
+    r.add_argument("--checkpoint-every", type=int, default=25, metavar="N",
+                   help="optimizer steps between training checkpoints (default: 25, and one at each phase end)")
     r.add_argument("--no-embeddings", action="store_true", help="skip the embedding filters")
     r.add_argument("--until", choices=["diff", "filter", "mix", "report"], default="report",
                    help="stop after this stage (default: run everything)")
@@ -239,8 +279,8 @@ def register(sub) -> None:
     pv.add_argument("--ref", help="git commit to check out (the pull request's head)")
     pv.add_argument("--base", help="git commit to diff against (the pull request's base); default: the "
                                    "last trained commit, or every leaf")
-    pv.add_argument("--out", help="run folder (default: RUNS_ROOT/preview-<time>-<id>)")
-    pv.add_argument("--runs-root", default="runs", help="model registry (default: runs)")
+    pv.add_argument("--out", help="run folder (default: STORAGE/preview-<time>-<id>)")
+    _storage_arg(pv)
     pv.add_argument("--teacher", default="offline")
     pv.add_argument("--model", help="model name on an OpenAI-compatible teacher server")
     pv.add_argument("--teacher-concurrency", type=int, default=128, metavar="N",
@@ -253,7 +293,7 @@ def register(sub) -> None:
 
     pc = sub.add_parser("precheck", help="ask the current student the changed leaves' seed questions",
                         description="Before a merge: ask the current student (the last "
-                                    "accepted one in --runs-root, else the base student) the seed questions "
+                                    "accepted one in --storage, else the base student) the seed questions "
                                     "of the leaves changed between --base and --ref, and write "
                                     "precheck.md/precheck.json with its answers beside the expected ones "
                                     "and a score (mean of token F1 and ROUGE-L). The bot runs this for "
@@ -261,8 +301,8 @@ def register(sub) -> None:
     pc.add_argument("taxonomy", nargs="?", default="taxonomy", help="taxonomy folder or git URL (default: taxonomy)")
     pc.add_argument("--ref", help="git commit to check out (the pull request's head)")
     pc.add_argument("--base", help="git commit to diff against (the pull request's base)")
-    pc.add_argument("--out", help="run folder (default: RUNS_ROOT/precheck-<time>-<id>)")
-    pc.add_argument("--runs-root", default="runs", help="model registry and default student (default: runs)")
+    pc.add_argument("--out", help="run folder (default: STORAGE/precheck-<time>-<id>)")
+    _storage_arg(pc)
     pc.add_argument("--student", default="default",
                     help="model directory to ask; default: the last accepted model, else the base student")
     pc.add_argument("--print-report", action="store_true", help="also print the report as one tagged JSON line (see sprout run)")
@@ -283,5 +323,5 @@ def register(sub) -> None:
     su.set_defaults(func=cmd_submit)
 
     mo = sub.add_parser("models", help="list trained models and their lineage")
-    mo.add_argument("--runs-root", default="runs")
+    _storage_arg(mo)
     mo.set_defaults(func=cmd_models)

@@ -217,25 +217,41 @@ class MetricsLog:
                 f.write(json.dumps(row) + "\n")
 
 
-def train(config: TrainConfig, progress: bool = True, on_checkpoint=None) -> Path | None:
+class SharedFolder:
+    """Where a run's files go between ranks when every rank sees the run folder (one node, or a
+    shared disk): nothing to move. ray_train.py's object-store version moves them through a
+    bucket, so that no rank reads a file another node wrote."""
+
+    def finished(self, out: Path, phase: str, rank: int) -> bool:
+        """The phase was exported in an earlier attempt; its folder is at ``out/phase`` on this rank."""
+        return (out / phase / "sprout_phase.json").exists()
+
+    def gather_shards(self, ckpt_dir: Path, tag: str, rank: int) -> None:
+        """Before rank 0 converts checkpoint ``tag`` into a model: every rank's shard is there."""
+
+    def share_export(self, out: Path, phase: str, rank: int) -> None:
+        """After rank 0 exported ``out/phase``: every rank can load it (the next phase starts there)."""
+
+
+def train(config: TrainConfig, progress: bool = True, on_checkpoint=None, files: SharedFolder | None = None) -> Path | None:
     """Run every phase; returns the final model folder (on rank 0). ``on_checkpoint(tag)`` is
     called on every rank after each checkpoint and after each phase's export (Ray Train reports
-    them to its storage)."""
+    them to its storage); ``files`` moves exports and shards between ranks (default: a shared folder)."""
     import torch.distributed as dist
 
     rank, world = _dist_setup()
+    files = files or SharedFolder()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = MetricsLog(out / "metrics.jsonl", rank == 0)
     start_from = Path(config.student)
     total_steps_done = 0
     for phase in config.phases:
-        done_marker = out / phase.name / "sprout_phase.json"
-        if done_marker.exists():  # finished in an earlier run: resume after it
+        if files.finished(out, phase.name, rank):  # finished in an earlier run: resume after it
             start_from = out / phase.name
             continue
         start_from, steps = _train_phase(config, phase, start_from, rank, world, metrics, total_steps_done, progress,
-                                         on_checkpoint)
+                                         on_checkpoint, files)
         _collect()  # the phase's engine is gone (released at its end): give its memory back now
         total_steps_done += steps
         dist.barrier()
@@ -252,7 +268,8 @@ def _collect() -> None:
 
 
 def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int, world: int,
-                 metrics: MetricsLog, steps_before: int, progress: bool, on_checkpoint=None):
+                 metrics: MetricsLog, steps_before: int, progress: bool, on_checkpoint=None,
+                 files: SharedFolder | None = None):
     import deepspeed
     import torch
     import torch.distributed as dist
@@ -449,6 +466,9 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config
         unset_hf_deepspeed_config()
         del hf_zero3
+    files = files or SharedFolder()
+    # the export gathers the fp32 masters live from every rank (masters.trainable_fp32), so no
+    # rank needs another's checkpoint shard here
     final = _export(engine, engine.module, tokenizer, out / phase.name, ckpt_dir, f"{phase.name}-step{opt_step}", config,
                     rank, start_from)
     if rank == 0:
@@ -466,6 +486,7 @@ def _train_phase(config: TrainConfig, phase: Phase, start_from: Path, rank: int,
     release(engine)
     del engine, optimizer, scheduler, batch, loss, window_loss
     dist.barrier()
+    files.share_export(out, phase.name, rank)
     return final, opt_step
 
 
@@ -513,10 +534,14 @@ def _checkpoint(engine, ckpt_dir: Path, phase: Phase, epoch: int, micro: int, op
     tag = f"{phase.name}-step{opt_step}"
     engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={
         "epoch": epoch, "micro": micro, "opt_step": opt_step, "rng": _rng_state()})
-    if rank == 0:  # keep the newest few
-        tags = sorted((p for p in ckpt_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-        for old in tags[:-config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+    # DeepSpeed writes `latest` and rank 0 used to prune, both on rank 0's disk only: every rank
+    # does both in its own folder (a rank on another node resumes from and cleans up its own)
+    tmp = ckpt_dir / f".latest.{rank}"
+    tmp.write_text(tag)
+    os.replace(tmp, ckpt_dir / "latest")
+    tags = sorted((p for p in ckpt_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in tags[:-config.keep_checkpoints]:  # keep the newest few
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _export(engine, model, tokenizer, dest: Path, ckpt_dir: Path, tag: str, config: TrainConfig, rank: int,

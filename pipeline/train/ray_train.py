@@ -2,125 +2,218 @@
 GPUs), on local Ray by default or the cluster in RAY_ADDRESS.
 
 Every checkpoint the loop writes is reported with ``ray.train.report`` and so copied to the run's
-``storage_path`` (a local folder by default; any pyarrow filesystem URI, e.g. s3://bucket/runs,
-on a cluster): each worker uploads the files it wrote (its ZeRO shard; rank 0 also the model
-states, the metrics and the phases already exported), and Ray merges them into one checkpoint.
-When a worker dies, Ray restarts the group (``max_failures``) and every worker restores the
-latest reported checkpoint into its run folder before the loop resumes from it, so no shared
-filesystem is assumed between the nodes.
+``storage_path`` (a local folder by default; the run's storage, e.g. s3://bucket/prefix, on a
+cluster). Each worker uploads only the files it wrote, once: its own ZeRO shard (rank 0 also the
+model states and the metrics), never its node-mates' shards or the exported phases. When a worker
+dies, Ray restarts the group (``max_failures``) and each worker restores only what it needs: the
+shared model states and its own shard of the latest reported checkpoint.
+
+When the run's model folder is an object-store URI (``TrainConfig.out``; see pipeline/storage.py)
+no disk is shared at all: each rank works in its own node-local folder, reads its data and the
+student from the store, and phase exports go through the store (rank 0 uploads, the others
+download before the next phase starts from it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import shutil
+import time
+from dataclasses import replace
 from pathlib import Path
 
-from .loop import TrainConfig, train
+from .loop import SharedFolder, TrainConfig, train
+
+_SHARD = re.compile(r"zero_pp_rank_(\d+)_")
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    """``dst`` mirrors ``src`` with hard links (no copy of multi-GB shards), copies across devices."""
-    for root, _, files in os.walk(src):
-        target = dst / Path(root).relative_to(src)
-        target.mkdir(parents=True, exist_ok=True)
-        for name in files:
-            try:
-                os.link(Path(root) / name, target / name)
-            except OSError:
-                shutil.copy2(Path(root) / name, target / name)
+def owned_by(name: str, rank: int) -> bool:
+    """Whether checkpoint file ``name`` is ``rank``'s to upload: its own ZeRO partition
+    (``zero_pp_rank_R_*``); rank 0 also the files every rank shares (``mp_rank_00_model_states.pt``)."""
+    m = _SHARD.search(name)
+    return int(m.group(1)) == rank if m else rank == 0
 
 
-def _restore(checkpoint, out: Path, rank: int) -> None:
-    """The latest reported checkpoint into the run folder: files it lacks, and `latest` pointing
-    at the reported tag (a newer local one may be half-written by a worker that died)."""
-    with checkpoint.as_directory() as d:
-        d = Path(d)
-        for root, _, files in os.walk(d):
-            for name in files:
-                src = Path(root) / name
-                rel = src.relative_to(d)
-                dst = out / rel
-                if rel == Path("checkpoints/latest"):
-                    continue
-                if not dst.exists() or dst.stat().st_size != src.stat().st_size:
-                    _atomic_copy(src, dst, rank)
-        latest = d / "checkpoints" / "latest"
-        if latest.exists():
-            _atomic_copy(latest, out / "checkpoints" / "latest", rank)
-            if rank == 0:  # what the run resumed from, for whoever reads the run folder
-                import json
-                import time
-                with open(out / "ray_restores.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"tag": latest.read_text().strip(), "at": time.time(),
-                                        "checkpoint": str(checkpoint.path)}) + "\n")
+def needed_by(name: str, rank: int) -> bool:
+    """Whether a rank restoring a checkpoint needs ``name``: the shared files and its own shard."""
+    m = _SHARD.search(name)
+    return int(m.group(1)) == rank if m else True
 
 
-def _atomic_copy(src: Path, dst: Path, rank: int) -> None:
-    """Workers on one node restore the same files at once: each writes its own temporary copy and
-    renames it into place, so no worker ever reads a half-written file."""
+def _link(src: Path, dst: Path) -> None:
+    """A hard link (no copy of multi-GB shards), a copy across devices."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.restore-{rank}")
-    shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+class RayFiles(SharedFolder):
+    """What crosses between ranks in a Ray Train run: checkpoint shards through the checkpoints
+    reported to ``storage_path``; with ``store`` (the run's model folder in an object store) also
+    the phase exports and the metrics."""
+
+    def __init__(self, rank: int, store=None):
+        self.rank, self.store = rank, store
+        self.reported: dict[str, tuple] = {}  # tag -> (pyarrow filesystem, checkpoint folder)
+
+    def finished(self, out: Path, phase: str, rank: int) -> bool:
+        if self.store is None:
+            return super().finished(out, phase, rank)
+        if not self.store.exists(f"{phase}/sprout_phase.json"):  # uploaded last: the rest is there
+            return False
+        self.store.download(phase, out / phase)
+        return True
+
+    def gather_shards(self, ckpt_dir: Path, tag: str, rank: int) -> None:
+        """Rank 0 converts the ZeRO checkpoint into a model: the other ranks' shards come from
+        the checkpoint they reported (present already when every rank shares one folder)."""
+        if rank != 0 or tag not in self.reported:
+            return
+        from ..storage import Storage
+        fs, path = self.reported[tag]
+        Storage.on(fs, path).download(f"checkpoints/{tag}", ckpt_dir / tag, keep=lambda n: _SHARD.search(n))
+
+    def share_export(self, out: Path, phase: str, rank: int) -> None:
+        if self.store is None:
+            return
+        import torch.distributed as dist
+        if rank == 0:  # the marker last: a phase counts as finished only once all of it is there
+            self.store.upload(out / phase, phase, last=("sprout_phase.json",))
+            if (out / "metrics.jsonl").exists():
+                self.store.upload(out / "metrics.jsonl", "metrics.jsonl")
+        dist.barrier()
+        if rank != 0:
+            self.store.download(phase, out / phase)
+
+    def restore(self, checkpoint, out: Path) -> str | None:
+        """The latest reported checkpoint into this rank's run folder: the shared files and this
+        rank's shard of its tag, and ``latest`` pointing at it (a newer local one may be half
+        written by a worker that died)."""
+        from ..storage import Storage
+        src = Storage.on(checkpoint.filesystem, checkpoint.path)
+        latest = src.read_bytes("checkpoints/latest")
+        if latest is None:
+            return None
+        tag = latest.decode().strip()
+        src.download(f"checkpoints/{tag}", out / "checkpoints" / tag, keep=lambda n: needed_by(n, self.rank))
+        if self.rank == 0 and src.exists("metrics.jsonl"):
+            (out / "metrics.jsonl").unlink(missing_ok=True)  # the curve up to the checkpoint, redone after
+            src.download("", out, keep=lambda n: n == "metrics.jsonl")
+        tmp = out / "checkpoints" / f".latest.restore-{self.rank}"
+        tmp.write_text(tag)
+        os.replace(tmp, out / "checkpoints" / "latest")
+        self.reported[tag] = (checkpoint.filesystem, checkpoint.path)
+        if self.rank == 0:  # what the run resumed from, for whoever reads the run folder
+            with open(out / "ray_restores.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"tag": tag, "at": time.time(), "checkpoint": str(checkpoint.path)}) + "\n")
+            if self.store is not None:
+                self.store.upload(out / "ray_restores.jsonl", "ray_restores.jsonl")
+        return tag
+
+
+def _localise(cfg: TrainConfig, rank: int) -> tuple[TrainConfig, object]:
+    """A run whose folder is an object-store URI: this rank's own node-local folder, with the
+    phases' data files and the student downloaded from the store."""
+    from ..storage import Storage, cached_copy, scratch_dir
+    store = Storage(cfg.out)
+    key = hashlib.sha256(store.name().encode()).hexdigest()[:16]
+    local = scratch_dir("train", f"{key}-rank{rank}")
+    data = local / "data"
+    wanted = {p.data for p in cfg.phases}
+    Storage(cfg.data_dir).download("", data, keep=lambda n: n in wanted)
+    student = cached_copy(Storage(cfg.student), "")
+    return replace(cfg, out=str(local / "model"), data_dir=str(data), student=str(student)), store
 
 
 def _worker(config: dict) -> None:
     import ray.train
 
+    from ..storage import is_uri
     cfg = TrainConfig.from_dict(config)
-    out = Path(cfg.out)
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
+    store = None
+    if is_uri(cfg.out):
+        cfg, store = _localise(cfg, rank)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = RayFiles(rank, store)
     latest = ray.train.get_checkpoint()
     if latest is not None:
-        _restore(latest, out, rank)
+        files.restore(latest, out)
+    storage = ctx.get_storage()
     count = [0]
+    # testing aid: 'TAG:SECONDS', every rank waits after reporting TAG, in runs whose model folder
+    # contains SPROUT_TEST_PAUSE_RUN: a window in which a test kills a node
+    pause = os.environ.get("SPROUT_TEST_PAUSE_AFTER", "").rpartition(":")[::2] \
+        if os.environ.get("SPROUT_TEST_PAUSE_RUN", "\0") in config["out"] else ("", "")
 
     def report(tag: str) -> None:
         count[0] += 1
         stage = out / "ray_stage" / f"r{rank}-{count[0]}"
         shutil.rmtree(stage, ignore_errors=True)
-        _link_tree(out / "checkpoints" / tag, stage / "checkpoints" / tag)
-        (stage / "checkpoints" / "latest").write_text(tag)
+        for f in sorted((out / "checkpoints" / tag).rglob("*")):
+            if f.is_file() and owned_by(f.name, rank):
+                _link(f, stage / "checkpoints" / tag / f.relative_to(out / "checkpoints" / tag))
         if rank == 0:
+            (stage / "checkpoints" / "latest").write_text(tag)
             if (out / "metrics.jsonl").exists():
                 shutil.copy2(out / "metrics.jsonl", stage / "metrics.jsonl")
-            for phase in cfg.phases:
-                if (out / phase.name / "sprout_phase.json").exists():
-                    _link_tree(out / phase.name, stage / phase.name)
-        ray.train.report({"tag": tag}, checkpoint=ray.train.Checkpoint.from_directory(str(stage)),
-                         checkpoint_dir_name=f"{count[0]:05d}-{tag}")
+        name = f"{count[0]:05d}-{tag}"
+        checkpoint = ray.train.Checkpoint.from_directory(str(stage)) if stage.exists() else None
+        ray.train.report({"tag": tag}, checkpoint=checkpoint, checkpoint_dir_name=name)
+        files.reported[tag] = (storage.storage_filesystem, f"{storage.experiment_fs_path}/{name}")
         shutil.rmtree(stage, ignore_errors=True)
+        if pause[0] == tag:
+            time.sleep(float(pause[1]))
 
-    train(cfg, progress=False, on_checkpoint=report)
+    train(cfg, progress=False, on_checkpoint=report, files=files)
+    if store is not None:  # all of it is in the store now: the node-local folder goes
+        shutil.rmtree(out.parent, ignore_errors=True)
 
 
 def train_on_ray(config: TrainConfig, workers: int = 1, use_gpu: bool = False,
                  cpus_per_worker: float = 1.0, storage_path: str | None = None, max_failures: int = 2,
-                 keep_checkpoints: int = 2) -> Path:
-    """Train with ``workers`` Ray Train workers; checkpoints go to ``storage_path`` (default:
-    the run folder's ray/ subfolder), and a worker that dies is replaced up to ``max_failures``
-    times, resuming from the last reported checkpoint."""
+                 keep_checkpoints: int = 2, placement: str = "PACK") -> str:
+    """Train with ``workers`` Ray Train workers; checkpoints go to ``storage_path`` (a folder or
+    an object-store URI; default: the run folder's ray/ subfolder, or ray/ beside the model folder
+    when that is in an object store), and a worker that dies is replaced up to ``max_failures``
+    times, resuming from the last reported checkpoint. ``placement``: Ray's placement strategy
+    for the workers (STRICT_SPREAD: one node each). Returns the final model folder (a path, or
+    a URI when ``config.out`` is one)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from ..distributed import init_ray
+    from ..storage import Storage, is_uri
     init_ray()
-    out = Path(config.out).resolve()
-    config = TrainConfig.from_dict({**config.to_dict(), "out": str(out),
-                                    "data_dir": str(Path(config.data_dir).resolve()),
-                                    "student": str(Path(config.student).resolve())})
+    remote = is_uri(config.out)
+    if remote:
+        store = Storage(config.out)
+        ray_store = Storage(storage_path) if storage_path else store.sibling("ray")  # <run>/ray
+        final = store.name(config.phases[-1].name)
+    else:
+        out = Path(config.out).resolve()
+        config = TrainConfig.from_dict({**config.to_dict(), "out": str(out),
+                                        "data_dir": str(Path(config.data_dir).resolve()),
+                                        "student": str(Path(config.student).resolve())})
+        ray_store = Storage(storage_path or str(out / "ray"))
+        final = str(out / config.phases[-1].name)
     trainer = TorchTrainer(
         _worker, train_loop_config=config.to_dict(),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         # fractional CPUs leave room for other Ray work on a 2-core machine (no Ray Data deadlock)
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, placement_strategy=placement,
                                      resources_per_worker={"CPU": cpus_per_worker}),
-        run_config=RunConfig(storage_path=storage_path or str(out / "ray"), name="train",
+        run_config=RunConfig(storage_path=ray_store.root, storage_filesystem=ray_store.fs, name="train",
                              failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=keep_checkpoints)))
     result = trainer.fit()
     if result.error:
         raise result.error
-    return out / config.phases[-1].name
+    return final if remote else Path(final)
