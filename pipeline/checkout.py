@@ -19,6 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from .cachecap import size_of
+
 CLONE_TIMEOUT = 600.0
 """Seconds a clone or fetch of the taxonomy may take (``SPROUT_CHECKOUT_TIMEOUT``)."""
 CLONE_MAX_BYTES = 2 * 1024 ** 3
@@ -62,15 +64,6 @@ def _limits() -> tuple[float, int]:
             int(os.environ.get("SPROUT_CHECKOUT_MAX_BYTES") or CLONE_MAX_BYTES))
 
 
-def _size(folder: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(folder):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def run_bounded(cmd: list[str], watch: Path, what: str) -> None:
@@ -78,7 +71,7 @@ def run_bounded(cmd: list[str], watch: Path, what: str) -> None:
     limit (checked every 0.2 s)."""
     timeout, max_bytes = _limits()
     watch.mkdir(parents=True, exist_ok=True)
-    start, before = time.monotonic(), _size(watch)
+    start, before = time.monotonic(), size_of(watch)
     with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=git_env(),
                           start_new_session=True) as proc:
         while True:
@@ -86,7 +79,7 @@ def run_bounded(cmd: list[str], watch: Path, what: str) -> None:
             why = None
             if time.monotonic() - start > timeout:
                 why = f"took longer than {timeout:.0f}s (SPROUT_CHECKOUT_TIMEOUT)"
-            elif _size(watch) - before > max_bytes:
+            elif size_of(watch) - before > max_bytes:
                 why = f"is larger than {max_bytes / 1024 ** 2:.0f} MB (SPROUT_CHECKOUT_MAX_BYTES)"
             if why:
                 if running:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..cachecap import size_of
+
 DEFAULT_HOSTS = ("github.com",)
 HOSTS_ENV = "SPROUT_DOCUMENT_HOSTS"
 FETCH_TIMEOUT = 300.0  # seconds; SPROUT_DOCUMENT_FETCH_TIMEOUT
@@ -201,7 +203,7 @@ def fetch_bounded(mirror: Path, args: list[str], scheme: str, timeout: float | N
         config += ["-c", "protocol.http.allow=always"]
     cmd = ["git", "-C", str(mirror), *config, "fetch", "-q", "--no-tags", "--no-recurse-submodules",
            *args]
-    start, before = time.monotonic(), _size(mirror)
+    start, before = time.monotonic(), size_of(mirror)
     with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           env=git_env("https:http" if scheme == "http" else "https"),
                           start_new_session=True) as proc:
@@ -210,7 +212,7 @@ def fetch_bounded(mirror: Path, args: list[str], scheme: str, timeout: float | N
             why = None
             if time.monotonic() - start > timeout:
                 why = f"took longer than {timeout:.0f}s"
-            elif _size(mirror) - before > max_bytes:  # checked once more after a quick finish
+            elif size_of(mirror) - before > max_bytes:  # checked once more after a quick finish
                 why = f"is larger than {max_bytes / (1024 * 1024):.0f} MB"
             if why:
                 if running:
@@ -226,15 +228,6 @@ def fetch_bounded(mirror: Path, args: list[str], scheme: str, timeout: float | N
             raise SourceError(f"git fetch failed: {err[-1] if err else proc.returncode}")
 
 
-def _size(folder: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(folder):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def _drop_partial(mirror: Path) -> None:
