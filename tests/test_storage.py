@@ -163,3 +163,25 @@ def test_one_storage_setting_for_the_cli_and_the_bot(monkeypatch):
     base = {"SPROUT_WEBHOOK_SECRET": "s", "SPROUT_GITHUB_TOKEN": "t"}
     assert Settings.from_env({**base, "SPROUT_RUNS_ROOT": "/shared"}).runs_root == "/shared"
     assert Settings.from_env({**base, "SPROUT_RUNS_ROOT": "/shared", "SPROUT_STORAGE": "s3://b/p"}).runs_root == "s3://b/p"
+
+
+def test_a_server_follows_a_registry_in_the_store(store_uri, tmp_path, monkeypatch):
+    """`sprout model serve --follow s3://…` picks the newest accepted model from the store's
+    registry, downloads it once, and never a rejected one."""
+    from pipeline.serve.follow import newest_accepted, read_registry
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    store = Storage(store_uri)
+    assert read_registry(store_uri) == []
+    for name in ("a", "b"):
+        src = tmp_path / name
+        src.mkdir()
+        (src / "config.json").write_text(json.dumps({"model": name}))
+        store.upload(src, f"run-{name}/model/skills")
+    entries = [{"id": "a", "path": store.name("run-a/model/skills"), "verdict": "accepted"},
+               {"id": "b", "path": store.name("run-b/model/skills"), "verdict": "rejected"},
+               {"id": "gone", "path": store.name("run-c/model/skills"), "verdict": "accepted"}]
+    store.write_bytes("models.json", json.dumps(entries).encode())
+    entry, path = newest_accepted(read_registry(store_uri), store_uri)
+    assert entry["id"] == "a" and json.loads((path / "config.json").read_text()) == {"model": "a"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def cmd_model_serve(args: argparse.Namespace) -> int:
     if (args.model_dir is None) == (args.follow is None):
-        print("sprout model serve: give a model folder or --follow RUNS_ROOT (not both)", file=sys.stderr)
+        print("sprout model serve: give a model folder or --follow STORAGE (not both)", file=sys.stderr)
         return 2
     if args.model_dir is not None and not (Path(args.model_dir) / "config.json").is_file():
         print(f"sprout model serve: {args.model_dir} is not a Hugging Face model directory (no config.json)",
@@ -125,8 +125,9 @@ def register(sub) -> None:
                     "teacher for 'sprout generate --teacher http://127.0.0.1:8000/v1'. With "
                     "SPROUT_SERVE_API_KEY set, /v1 requires 'Authorization: Bearer <key>'.")
     ms.add_argument("model_dir", nargs="?", help="a model directory (config.json, weights, tokenizer)")
-    ms.add_argument("--follow", metavar="RUNS_ROOT",
-                    help="serve the newest accepted model of this runs root's registry (models.json) and "
+    ms.add_argument("--follow", metavar="STORAGE",
+                    help="serve the newest accepted model of this storage's registry (models.json: a runs "
+                         "root folder, or s3://bucket/prefix, gs://... as SPROUT_STORAGE) and "
                          "switch to each newly accepted one without failing a request; never a rejected one")
     ms.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
                     help="with --follow: how often the registry is read (default: 2)")

@@ -14,28 +14,43 @@ from .deployment import Deployment, Slot
 
 
 def read_registry(source: str) -> list[dict]:
-    """The model registry (models.json, oldest first) of a runs root, or a models.json file.
+    """The model registry (models.json, oldest first) of a runs root, a models.json file, or an
+    object store (``s3://bucket/prefix``, ``gs://…``: SPROUT_STORAGE, read through pipeline.storage).
 
-    The one place serving reads the registry: pointed at object storage (SPROUT_STORAGE) by
-    changing this function alone."""
+    The one place serving reads the registry."""
     if "://" in source:
-        raise ValueError(f"{source}: only a local runs root or models.json can be followed in this version")
-    path = Path(source)
-    path = path if path.suffix == ".json" else path / "models.json"
-    if not path.exists():
-        return []
-    data = json.loads(path.read_text(encoding="utf-8"))
+        from ..storage import Storage
+        raw = Storage(source).read_bytes("models.json")
+        data = json.loads(raw) if raw else []
+    else:
+        path = Path(source)
+        path = path if path.suffix == ".json" else path / "models.json"
+        if not path.exists():
+            return []
+        data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, list):
-        raise ValueError(f"{path}: not a model registry (a JSON list)")
+        raise ValueError(f"{source}: not a model registry (a JSON list)")
     return [e for e in data if isinstance(e, dict)]
 
 
 def model_path(entry: dict, source: str) -> Path | None:
     """An entry's model folder, or None when it is gone. Runs record the path they were given,
-    which may be relative to the folder they ran in: tried as is, then beside the runs root."""
-    raw = Path(str(entry.get("path") or ""))
-    if not str(entry.get("path") or ""):
+    which may be relative to the folder they ran in: tried as is, then beside the runs root. In
+    an object store the entry names its model there: downloaded once to a node-local cache."""
+    ref = str(entry.get("path") or "")
+    if not ref:
         return None
+    if "://" in source:
+        from ..storage import Storage, StorageError, cached_copy
+        store = Storage(source)
+        rel = store.locate(ref)
+        if rel is None or not store.exists(f"{rel}/config.json"):
+            return None
+        try:
+            return cached_copy(store, rel)
+        except StorageError:
+            return None
+    raw = Path(ref)
     root = Path(source) if Path(source).suffix != ".json" else Path(source).parent
     for p in (raw, root.parent / raw, root / raw):
         if (p / "config.json").is_file():
