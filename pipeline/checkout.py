@@ -16,10 +16,8 @@ import hashlib
 import os
 import stat
 import subprocess
-import time
 from pathlib import Path
 
-from .cachecap import size_of
 
 CLONE_TIMEOUT = 600.0
 """Seconds a clone or fetch of the taxonomy may take (``SPROUT_CHECKOUT_TIMEOUT``)."""
@@ -69,29 +67,15 @@ def _limits() -> tuple[float, int]:
 def run_bounded(cmd: list[str], watch: Path, what: str) -> None:
     """Run a git command, stopped past the time limit or once ``watch`` has grown past the size
     limit (checked every 0.2 s)."""
+    from .taxonomy.sources import run_watched
     timeout, max_bytes = _limits()
     watch.mkdir(parents=True, exist_ok=True)
-    start, before = time.monotonic(), size_of(watch)
-    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=git_env(),
-                          start_new_session=True) as proc:
-        while True:
-            running = proc.poll() is None
-            why = None
-            if time.monotonic() - start > timeout:
-                why = f"took longer than {timeout:.0f}s (SPROUT_CHECKOUT_TIMEOUT)"
-            elif size_of(watch) - before > max_bytes:
-                why = f"is larger than {max_bytes / 1024 ** 2:.0f} MB (SPROUT_CHECKOUT_MAX_BYTES)"
-            if why:
-                if running:
-                    proc.kill()
-                    proc.wait()
-                raise CheckoutError(f"{what} {why}; stopped")
-            if not running:
-                break
-            time.sleep(0.2)
-        err = proc.stderr.read().decode("utf-8", "replace").strip().splitlines()  # type: ignore[union-attr]
-        if proc.returncode:
-            raise CheckoutError(f"{what} failed: {err[-1] if err else proc.returncode}")
+    why, code, err = run_watched(cmd, git_env(), watch, timeout, max_bytes,
+                                 limits=(" (SPROUT_CHECKOUT_TIMEOUT)", " (SPROUT_CHECKOUT_MAX_BYTES)"))
+    if why:
+        raise CheckoutError(f"{what} {why}; stopped")
+    if code:
+        raise CheckoutError(f"{what} failed: {err or code}")
 
 
 def clone(src: str, dest: Path) -> None:

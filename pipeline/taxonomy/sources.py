@@ -203,29 +203,40 @@ def fetch_bounded(mirror: Path, args: list[str], scheme: str, timeout: float | N
         config += ["-c", "protocol.http.allow=always"]
     cmd = ["git", "-C", str(mirror), *config, "fetch", "-q", "--no-tags", "--no-recurse-submodules",
            *args]
-    start, before = time.monotonic(), size_of(mirror)
-    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          env=git_env("https:http" if scheme == "http" else "https"),
+    why, code, err = run_watched(cmd, git_env("https:http" if scheme == "http" else "https"), mirror,
+                                 timeout, max_bytes, poll=0.1)
+    if why:
+        _drop_partial(mirror)
+        raise FetchLimit(f"fetching the documents {why}; stopped")
+    if code != 0:
+        raise SourceError(f"git fetch failed: {err or code}")
+
+
+def run_watched(cmd: list[str], env: dict, watch: Path, timeout: float, max_bytes: int,
+                poll: float = 0.2, limits: tuple[str, str] = ("", "")) -> tuple[str | None, int, str]:
+    """Run ``cmd``, killed past ``timeout`` seconds or once ``watch`` has grown by ``max_bytes``
+    (checked every ``poll`` s, and once more after a quick finish). Returns (why it was stopped or
+    None, exit code, last stderr line); ``limits`` names the two settings in the reason."""
+    start, before = time.monotonic(), size_of(watch)
+    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                           start_new_session=True) as proc:
         while True:
             running = proc.poll() is None
             why = None
             if time.monotonic() - start > timeout:
-                why = f"took longer than {timeout:.0f}s"
-            elif size_of(mirror) - before > max_bytes:  # checked once more after a quick finish
-                why = f"is larger than {max_bytes / (1024 * 1024):.0f} MB"
+                why = f"took longer than {timeout:.0f}s{limits[0]}"
+            elif size_of(watch) - before > max_bytes:
+                why = f"is larger than {max_bytes / 1024 ** 2:.0f} MB{limits[1]}"
             if why:
                 if running:
                     proc.kill()
                     proc.wait()
-                _drop_partial(mirror)
-                raise FetchLimit(f"fetching the documents {why}; stopped")
+                return why, -1, ""
             if not running:
                 break
-            time.sleep(0.1)
+            time.sleep(poll)
         err = proc.stderr.read().decode("utf-8", "replace").strip().splitlines()  # type: ignore[union-attr]
-        if proc.returncode != 0:
-            raise SourceError(f"git fetch failed: {err[-1] if err else proc.returncode}")
+        return None, proc.returncode, err[-1] if err else ""
 
 
 
