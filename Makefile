@@ -22,7 +22,7 @@ setup: $(STAMP)
 # Fast tests quietly, then the slow end-to-end ones by name (each takes up to ~2 min).
 test: setup
 	$(PY) -m pytest -q -m "not slow"
-	$(PY) -m pytest -v -m slow
+	$(PY) -m pytest -v -m slow --durations=20
 
 validate: setup
 	$(VENV)/bin/sprout validate taxonomy
