@@ -57,6 +57,12 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
     return max(keep, tail)
 
 
+_LOADING = threading.Lock()
+"""transformers builds a model under process-wide patches (default dtype, meta device, weight
+tying off: huggingface/transformers#41782), so two loads at once can leave one model's weights on
+the meta device ("Cannot copy out of meta tensor") and break later loads: one load at a time."""
+
+
 class Engine:
     """A Hugging Face causal LM loaded for serving. ``generate`` is called from one thread at a
     time (the scheduler's); the tokenizer is shared with request handlers under ``tok_lock``."""
@@ -66,9 +72,10 @@ class Engine:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.path = Path(model_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = AutoModelForCausalLM.from_pretrained(self.path).to(self.device).eval()
+        with _LOADING:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.model = AutoModelForCausalLM.from_pretrained(self.path).to(self.device).eval()
         self.tok_lock = threading.Lock()  # a fast tokenizer used from two threads can raise "Already borrowed"
         tok, cfg, gen = self.tokenizer, self.model.config, getattr(self.model, "generation_config", None)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

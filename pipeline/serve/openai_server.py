@@ -6,6 +6,7 @@ the model's own (its chat template carries the system prompt it was trained with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import time
@@ -137,7 +138,13 @@ def create_app(model_dir: Path | None = None, name: str | None = None, batch_siz
     else:
         slot.switch(make(Path(model_dir), {}))
         served_name = name or Path(model_dir).resolve().name
-    app = FastAPI(title="Sprout model server")
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        if follower is not None:  # a stopped server stops loading models too
+            follower.stop()
+
+    app = FastAPI(title="Sprout model server", lifespan=lifespan)
     app.state.slot, app.state.follower = slot, follower
     metrics = Metrics()
     started = time.time()

@@ -55,6 +55,10 @@ def test_the_server_follows_accepted_runs_without_failing_a_request(tmp_path):
     r = httpx.post(f"{url0}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 503 and r.json()["error"]["code"] == "no_model"
     srv0.should_exit = True
+    deadline = time.time() + 10  # a stopped server stops following: two followers would load each model twice
+    while not empty.state.follower._stop.is_set() and time.time() < deadline:
+        time.sleep(0.05)
+    assert empty.state.follower._stop.is_set()
 
     land(root, entry("a", models["a"], "accepted"))
     app = create_app(follow=str(root), interval=0.2, name="sprout")
