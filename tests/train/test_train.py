@@ -374,12 +374,11 @@ def token_loss(folder, samples, pad_id):
 @pytest.mark.slow
 def test_zero_stages_offload_and_bf16_agree_and_export_the_fp32_weights(model_dir, tokenizer, tmp_path):
     """ZeRO 0, 1, 2, 3 and 2 with CPU offload train the same curve in fp32 and export models with
-    the same loss (every key present: a missing layer would show); under bf16 the export is the
-    fp32 master copy, not the bf16 module weights."""
+    the same loss (every key present: a missing layer would show). bf16's export of the fp32
+    masters is checked bit for bit below, at ZeRO 0, 2 and 3."""
     data = write_data(tmp_path / "data", n1=16, n2=8)
     arms = {"z0": {"zero": 0}, "z1": {"zero": 1}, "z2": {"zero": 2}, "z3": {"zero": 3},
-            "z2-offload": {"zero": 2, "extra": {"offload": True}},
-            "z2-bf16": {"zero": 2, "extra": {"precision": "bf16"}}}
+            "z2-offload": {"zero": 2, "extra": {"offload": True}}}
     curves, losses = {}, {}
     samples, _ = tokenize_dataset(tokenizer, read_messages(data / "phase1.jsonl"), 256)
     for name, kw in arms.items():
@@ -393,13 +392,6 @@ def test_zero_stages_offload_and_bf16_agree_and_export_the_fp32_weights(model_di
         assert [c[:2] for c in curves[name]] == [c[:2] for c in ref], name
         assert max(abs(a[2] - b[2]) for a, b in zip(curves[name], ref)) < 1e-3, (name, curves[name], ref)
         assert abs(losses[name] - losses["z0"]) < 1e-3, (name, losses)
-    assert max(abs(a[2] - b[2]) for a, b in zip(curves["z2-bf16"], ref)) < 0.1
-    assert abs(losses["z2-bf16"] - losses["z0"]) < 0.1
-    from safetensors.torch import load_file
-    weights = load_file(str(tmp_path / "z2-bf16" / "skills" / "model.safetensors"))
-    w = next(v for k, v in weights.items() if k.endswith("layers.1.mlp.down_proj.weight"))
-    assert w.dtype == torch.float32
-    assert float((w != w.to(torch.bfloat16).float()).float().mean()) > 0.5  # not bf16 values widened
 
 
 @pytest.mark.slow
