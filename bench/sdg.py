@@ -231,20 +231,26 @@ def chunks_of(taxonomy: Path) -> list[dict]:
 # The arms
 # ---------------------------------------------------------------------------------------------
 def arm_sprout(url: str, taxonomy: Path, concurrency: int, seed: int) -> dict:
+    """generate() with the teacher as its judge (each pair judged as soon as it parses, as `sprout
+    run` does), then the judge filter over every record, reading those replies. The leaf's own seed
+    pairs are judged too, as in a run: work the other arms do not do."""
     from pipeline.filter.judge import judge_filter
+    from pipeline.filter.run import read_replies
     from pipeline.sdg.generate import GenerateConfig, generate, read_jsonl
     from pipeline.sdg.teachers import GenParams, OpenAITeacher
     teacher = OpenAITeacher(url, concurrency=concurrency, progress=False)
     out = Path(tempfile.mkdtemp(prefix="sprout-bench-"))
-    summary = generate(taxonomy, out, teacher, GenerateConfig(params=GenParams(seed=seed)))
-    records = [r for f in sorted((out / "generated").glob("*.jsonl")) for r in read_jsonl(f)
-               if r["teacher"] != "seed"]
-    kept = judge_filter(records, teacher).kept
+    summary = generate(taxonomy, out, teacher, GenerateConfig(params=GenParams(seed=seed)), judge=teacher)
+    records = [r for f in sorted((out / "generated").glob("*.jsonl")) for r in read_jsonl(f)]
+    judged = judge_filter(records, teacher, replies=read_replies(out))
+    kept = [r for r in judged.kept if r["teacher"] != "seed"]
     shutil.rmtree(out, ignore_errors=True)
     cost = teacher.cost
     teacher.pool.close()
-    return {"generated": len(records), "kept": len(kept), "client_requests": cost.requests,
-            "throttled": cost.throttled, "errors": cost.errors, "funnel": summary["funnel"]}
+    return {"generated": sum(r["teacher"] != "seed" for r in records), "kept": len(kept),
+            "client_requests": cost.requests, "judged_seeds": len(records) - sum(r["teacher"] != "seed" for r in records),
+            "judge_asked_after": judged.asked, "throttled": cost.throttled, "errors": cost.errors,
+            "funnel": summary["funnel"]}
 
 
 class OldTeacher:

@@ -156,8 +156,10 @@ def test_a_run_records_what_it_cost(server_factory, sample_taxonomy, tmp_path):
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     gen, filt = stages["generate"], stages["filter"]
     assert gen["cost"]["requests"] == sum(c["requests"] for c in gen["leaf_cost"].values()) > 0
-    assert filt["cost"]["requests"] > 0  # the judge's requests, counted apart
-    assert gen["cost"]["requests"] + filt["cost"]["requests"] == state["answered"]
+    # the judge (the teacher) was asked about each pair during generation, counted apart; the filter
+    # found every reply there and asked nothing itself
+    assert gen["judge_cost"]["requests"] > 0 and filt["cost"]["requests"] == 0
+    assert gen["cost"]["requests"] + gen["judge_cost"]["requests"] == state["answered"]
     assert gen["funnel"]["parsed"] == 2 * gen["cost"]["requests"]  # two samples per prompt
 
 
