@@ -265,16 +265,19 @@ class Run:
 
     def generate(self) -> dict:
         from .sdg.generate import generate
-        from .sdg.teachers import make_teacher
+        from .sdg.teachers import close_teachers, make_teacher
         from .sdg.cost import text
         from .filter.run import FilterConfig, screen
         teacher = make_teacher(self.config.teacher, model=self.config.teacher_model,
                                concurrency=self.config.teacher_concurrency)
         only = self.state["changed"] if self.config.changed_only else None
         # the judge is asked about each pair as it parses, in the teacher's pool when it is the teacher
-        summary = generate(Path(self.state["taxonomy_path"]), self.out / "data", teacher, only=only,
-                           judge=self._judge(teacher),
-                           screen=functools.partial(screen, config=FilterConfig(use_embeddings=self.config.embeddings)))
+        judge = self._judge(teacher)
+        try:
+            summary = generate(Path(self.state["taxonomy_path"]), self.out / "data", teacher, only=only, judge=judge,
+                               screen=functools.partial(screen, config=FilterConfig(use_embeddings=self.config.embeddings)))
+        finally:  # the pools' threads end with the stage (the bot's worker runs many runs)
+            close_teachers(teacher, judge)
         fresh = [x["path"] for x in summary["leaves"] if x["status"] == "generated"]
         self.log(f"[generate] {len(fresh)} leaves generated, {len(summary['leaves']) - len(fresh)} from cache; "
                  f"teacher: {text(summary['cost'])}"
@@ -304,8 +307,12 @@ class Run:
         from .sdg import cost
         judge = self._judge()
         started = time.time()
-        kept, rep, fresh = run_filters_cached(records, leaves, FilterConfig(use_embeddings=self.config.embeddings),
-                                              teacher=judge, replies=read_replies(data))
+        from .sdg.teachers import close_teachers
+        try:
+            kept, rep, fresh = run_filters_cached(records, leaves, FilterConfig(use_embeddings=self.config.embeddings),
+                                                  teacher=judge, replies=read_replies(data))
+        finally:
+            close_teachers(judge)
         self.log(f"[filter] {len(fresh)} leaves filtered, {len(leaves) - len(fresh)} from cache"
                  + (f"; judged by {judge.identity}" if judge else ""))
         write_report(rep, data)
@@ -453,9 +460,13 @@ class Run:
         deployed = self._deployed()
         judge = self._judge()
         from .eval.ledger import lineage_turns
-        result = evaluate(deployed, self.place.local_model(self.state["new_model"]), {p: infos[p] for p in asked}, SYSTEM,
-                          config=config, judge=judge, base_dir=self._original_base(), changed=changed,
-                          trained=lineage_turns(self.registry(), deployed), log=self.log)
+        from .sdg.teachers import close_teachers
+        try:
+            result = evaluate(deployed, self.place.local_model(self.state["new_model"]), {p: infos[p] for p in asked},
+                              SYSTEM, config=config, judge=judge, base_dir=self._original_base(), changed=changed,
+                              trained=lineage_turns(self.registry(), deployed), log=self.log)
+        finally:
+            close_teachers(judge)
         (self.out / "evaluation.json").write_text(json.dumps(result, indent=2))
         from .sdg.cost import of
         return {"leaves": len(result["leaves"]), "forgetting_passed": result["forgetting"]["passed"],

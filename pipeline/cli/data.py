@@ -55,6 +55,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+        from ..sdg.teachers import close_teachers
+        close_teachers(teacher)
     leaves = summary["leaves"]
     print(f"teacher: {summary['teacher']}   prompts: {summary['prompts']}")
     # numbers first, the full leaf path last: a long path never gets cut

@@ -4,6 +4,7 @@ generates nothing, and a change to one leaf regenerates that leaf only."""
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import os
@@ -65,10 +66,18 @@ def slug(path: str) -> str:
     return path.removesuffix("/qna.yaml").replace("/", "__")
 
 
+@functools.lru_cache(maxsize=None)
+def parser_digest() -> str:
+    """The parser's own source: the cache holds parsed pairs, so a parser change must re-parse."""
+    from . import parse
+    return hashlib.sha256(Path(parse.__file__).read_bytes()).hexdigest()[:12]
+
+
 def leaf_key(leaf: LeafResult, raw: bytes, teacher: Teacher, config: GenerateConfig) -> str:
     doc = (leaf.data or {}).get("document") or {}
     parts = [f"format:{FORMAT_VERSION}", leaf.path, hashlib.sha256(raw).hexdigest(),
-             str(doc.get("commit", "")), teacher.identity, prompts.fingerprint(), config.key()]
+             str(doc.get("commit", "")), teacher.identity, prompts.fingerprint(), f"parser:{parser_digest()}",
+             config.key()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
@@ -190,7 +199,7 @@ def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, confi
         def on_answer(i: int, completion: Completion) -> None:
             fates, rows = [], []
             for text, finish in zip(completion.texts, completion.finish):
-                pairs, bad = parse_pairs(text)
+                pairs, bad = parse_pairs(text, finished=finish == "stop")  # ended on its own: not cut
                 fates.append((text, finish, classify(text, len(pairs), finish), bad))
                 rows.extend(make_record(i, pair) for pair in pairs)
             answers[i] = (fates, rows)
