@@ -356,6 +356,8 @@ def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: Gener
         pooled = getattr(teacher, "shares_pool", False) or can_ask_ahead(judge)
         run = runner or (side_by_side if pooled else in_order)
 
+        here = os.getpid()
+
         def one(item):
             leaf, key = item
             try:
@@ -364,6 +366,10 @@ def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: Gener
                                                 screen=screen, judge_config=judge_config)
             except (TeacherError, PoolError) as e:  # the other leaves finish and are cached first
                 return leaf, key, e
+            finally:
+                if os.getpid() != here:  # a Ray worker's own copies: their pools end with the leaf
+                    from .teachers import close_teachers
+                    close_teachers(teacher, judge)
         done = 0
         for leaf, key, result in run(missing, one):
             if isinstance(result, Exception):
