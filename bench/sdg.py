@@ -10,9 +10,11 @@ busy slot-seconds (utilisation = busy slots / C over the arm's wall time) and th
 
 The same knowledge documents (Sprout's chunks of them) and the same requested samples (10 per
 chunk) go through every arm, generation and a judge step included:
-  sprout           Sprout's generate() + judge filter, its default --teacher-concurrency (128)
+  sprout           Sprout's generate() judging each pair as it parses (as `sprout run` does; the
+                   leaf's seed pairs too, work no other arm does) + the judge filter reading those
+                   replies, at its default --teacher-concurrency (128)
   sprout@C         the same with the in-flight limit at the endpoint's capacity
-  sprout-old       Sprout's previous path: 8 threads per leaf, leaves one after the other
+  sprout-old       Sprout's first path: 8 threads per leaf, leaves one after the other, judged after
   asyncio@C        a plain asyncio client at C in flight, each pair judged as soon as it parses
   sdg-hub          SDG Hub's doc_direct_qa knowledge flow (LiteLLM) at its default (no limit)
   sdg-hub@C        the same with max_concurrency=C
@@ -231,20 +233,26 @@ def chunks_of(taxonomy: Path) -> list[dict]:
 # The arms
 # ---------------------------------------------------------------------------------------------
 def arm_sprout(url: str, taxonomy: Path, concurrency: int, seed: int) -> dict:
+    """generate() with the teacher as its judge (each pair judged as soon as it parses, as `sprout
+    run` does), then the judge filter over every record, reading those replies. The leaf's own seed
+    pairs are judged too, as in a run: work the other arms do not do."""
     from pipeline.filter.judge import judge_filter
+    from pipeline.filter.run import read_replies
     from pipeline.sdg.generate import GenerateConfig, generate, read_jsonl
     from pipeline.sdg.teachers import GenParams, OpenAITeacher
     teacher = OpenAITeacher(url, concurrency=concurrency, progress=False)
     out = Path(tempfile.mkdtemp(prefix="sprout-bench-"))
-    summary = generate(taxonomy, out, teacher, GenerateConfig(params=GenParams(seed=seed)))
-    records = [r for f in sorted((out / "generated").glob("*.jsonl")) for r in read_jsonl(f)
-               if r["teacher"] != "seed"]
-    kept = judge_filter(records, teacher).kept
+    summary = generate(taxonomy, out, teacher, GenerateConfig(params=GenParams(seed=seed)), judge=teacher)
+    records = [r for f in sorted((out / "generated").glob("*.jsonl")) for r in read_jsonl(f)]
+    judged = judge_filter(records, teacher, replies=read_replies(out))
+    kept = [r for r in judged.kept if r["teacher"] != "seed"]
     shutil.rmtree(out, ignore_errors=True)
     cost = teacher.cost
     teacher.pool.close()
-    return {"generated": len(records), "kept": len(kept), "client_requests": cost.requests,
-            "throttled": cost.throttled, "errors": cost.errors, "funnel": summary["funnel"]}
+    return {"generated": sum(r["teacher"] != "seed" for r in records), "kept": len(kept),
+            "client_requests": cost.requests, "judged_seeds": len(records) - sum(r["teacher"] != "seed" for r in records),
+            "judge_asked_after": judged.asked, "throttled": cost.throttled, "errors": cost.errors,
+            "funnel": summary["funnel"]}
 
 
 class OldTeacher:
@@ -436,6 +444,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sprout-bench-tax-"))
     taxonomy = build_taxonomy(work / "taxonomy", leaves)
     rows = chunks_of(taxonomy)  # also warms the document mirror for every arm
+    # imported before any clock starts, as SDG Hub's are below: the first Sprout arm would pay
+    # ~0.5 s of imports (numpy via the filters, httpx) that the others do not
+    import httpx  # noqa: F401
+    import pipeline.budgets  # noqa: F401
+    import pipeline.cachecap  # noqa: F401
+    import pipeline.filter.judge  # noqa: F401
+    import pipeline.filter.run  # noqa: F401
+    import pipeline.sdg.pool  # noqa: F401
+    import tqdm  # noqa: F401
     proc, base = start_server(args, C)
     url = base + "/v1"
     print(f"endpoint: C={C} sequences, queue limit {args.queue_limit}, TTFT {args.ttft}s + prompt/{args.prefill:g} "

@@ -3,6 +3,7 @@ report, in a run folder with a manifest; a rerun resumes at the first unfinished
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -264,33 +265,41 @@ class Run:
 
     def generate(self) -> dict:
         from .sdg.generate import generate
-        from .sdg.teachers import make_teacher
+        from .sdg.teachers import close_teachers, make_teacher
         from .sdg.cost import text
+        from .filter.run import FilterConfig, screen
         teacher = make_teacher(self.config.teacher, model=self.config.teacher_model,
                                concurrency=self.config.teacher_concurrency)
         only = self.state["changed"] if self.config.changed_only else None
-        summary = generate(Path(self.state["taxonomy_path"]), self.out / "data", teacher, only=only)
+        # the judge is asked about each pair as it parses, in the teacher's pool when it is the teacher
+        judge = self._judge(teacher)
+        try:
+            summary = generate(Path(self.state["taxonomy_path"]), self.out / "data", teacher, only=only, judge=judge,
+                               screen=functools.partial(screen, config=FilterConfig(use_embeddings=self.config.embeddings)))
+        finally:  # the pools' threads end with the stage (the bot's worker runs many runs)
+            close_teachers(teacher, judge)
         fresh = [x["path"] for x in summary["leaves"] if x["status"] == "generated"]
         self.log(f"[generate] {len(fresh)} leaves generated, {len(summary['leaves']) - len(fresh)} from cache; "
-                 f"teacher: {text(summary['cost'])}")
+                 f"teacher: {text(summary['cost'])}"
+                 + (f"; judge, asked ahead: {text(summary['judge']['cost'])}" if summary["judge"]["asked_ahead"] else ""))
         return {"generated_leaves": fresh, "samples": sum(x["samples"] for x in summary["leaves"]),
-                "cost": summary["cost"], "funnel": summary["funnel"],
+                "cost": summary["cost"], "judge_cost": summary["judge"]["cost"], "funnel": summary["funnel"],
                 "leaf_cost": {x["path"]: {**x["cost"], **x["funnel"]} for x in summary["leaves"]
                               if x["status"] == "generated"}}
 
-    def _judge(self):
-        """The model that grades (filter and evaluation), or None."""
+    def _judge(self, teacher=None):
+        """The model that grades (filter and evaluation), or None; ``teacher`` itself when it is the judge."""
         from .sdg.teachers import make_teacher
         c = self.config
         if c.judge in (None, "", "teacher"):
-            teacher = make_teacher(c.teacher, model=c.teacher_model, concurrency=c.teacher_concurrency)
+            teacher = teacher or make_teacher(c.teacher, model=c.teacher_model, concurrency=c.teacher_concurrency)
             return teacher if getattr(teacher, "can_judge", False) else None  # the offline one cannot
         if c.judge == "none":
             return None
         return make_teacher(c.judge, model=c.judge_model, concurrency=c.teacher_concurrency)
 
     def filter(self) -> dict:
-        from .filter.run import FilterConfig, run_filters_cached, write_report
+        from .filter.run import FilterConfig, read_replies, run_filters_cached, write_report
         from .sdg.generate import read_jsonl, read_leaf_infos, write_jsonl
         data = self.out / "data"
         records = [r for f in sorted((data / "generated").glob("*.jsonl")) for r in read_jsonl(f)]
@@ -298,8 +307,12 @@ class Run:
         from .sdg import cost
         judge = self._judge()
         started = time.time()
-        kept, rep, fresh = run_filters_cached(records, leaves, FilterConfig(use_embeddings=self.config.embeddings),
-                                              teacher=judge)
+        from .sdg.teachers import close_teachers
+        try:
+            kept, rep, fresh = run_filters_cached(records, leaves, FilterConfig(use_embeddings=self.config.embeddings),
+                                                  teacher=judge, replies=read_replies(data))
+        finally:
+            close_teachers(judge)
         self.log(f"[filter] {len(fresh)} leaves filtered, {len(leaves) - len(fresh)} from cache"
                  + (f"; judged by {judge.identity}" if judge else ""))
         write_report(rep, data)
@@ -447,9 +460,13 @@ class Run:
         deployed = self._deployed()
         judge = self._judge()
         from .eval.ledger import lineage_turns
-        result = evaluate(deployed, self.place.local_model(self.state["new_model"]), {p: infos[p] for p in asked}, SYSTEM,
-                          config=config, judge=judge, base_dir=self._original_base(), changed=changed,
-                          trained=lineage_turns(self.registry(), deployed), log=self.log)
+        from .sdg.teachers import close_teachers
+        try:
+            result = evaluate(deployed, self.place.local_model(self.state["new_model"]), {p: infos[p] for p in asked},
+                              SYSTEM, config=config, judge=judge, base_dir=self._original_base(), changed=changed,
+                              trained=lineage_turns(self.registry(), deployed), log=self.log)
+        finally:
+            close_teachers(judge)
         (self.out / "evaluation.json").write_text(json.dumps(result, indent=2))
         from .sdg.cost import of
         return {"leaves": len(result["leaves"]), "forgetting_passed": result["forgetting"]["passed"],
@@ -489,7 +506,9 @@ class Run:
                   "funnel": {"in": frep["totals"]["in"], "out": frep["totals"]["out"],
                              "filters": {k: v["dropped"] for k, v in frep["totals"]["filters"].items()}},
                   "training": training,
-                  "cost": {k: v["cost"] for k, v in self.manifest["stages"].items() if v.get("cost")},
+                  "cost": {**{k: v["cost"] for k, v in self.manifest["stages"].items() if v.get("cost")},
+                           **({"generate (judge, asked ahead)": j} if (j := self.manifest["stages"].get(
+                               "generate", {}).get("judge_cost")) and j.get("requests") else {})},
                   "timings": {k: v.get("seconds", 0) for k, v in self.manifest["stages"].items() if k != "report"}}
         rpt.write(report, self.out)
         self.register({"id": self.manifest["run_id"], "path": self.state["new_model"], "run": self.place.name(),

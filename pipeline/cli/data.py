@@ -55,6 +55,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+        from ..sdg.teachers import close_teachers
+        close_teachers(teacher)
     leaves = summary["leaves"]
     print(f"teacher: {summary['teacher']}   prompts: {summary['prompts']}")
     # numbers first, the full leaf path last: a long path never gets cut
@@ -71,7 +73,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_filter(args: argparse.Namespace) -> int:
-    from ..filter.run import FilterConfig, run_filters, write_report
+    from ..filter.run import FilterConfig, read_replies, run_filters, write_report
     from ..filter.safety import SafetyConfig
     from ..sdg.generate import read_jsonl, read_leaf_infos, write_jsonl
     from ..sdg.teachers import TeacherError, make_teacher
@@ -95,9 +97,10 @@ def cmd_filter(args: argparse.Namespace) -> int:
     if args.ray:
         from ..distributed import ray_map
         from ..filter.run import run_filters_by_leaf
-        kept, rep = run_filters_by_leaf(records, leaves, config, teacher=teacher, runner=ray_map)
+        kept, rep = run_filters_by_leaf(records, leaves, config, teacher=teacher, runner=ray_map,
+                                        replies=read_replies(src))
     else:
-        kept, rep = run_filters(records, leaves, config, teacher=teacher,
+        kept, rep = run_filters(records, leaves, config, teacher=teacher, replies=read_replies(src),
                                 progress=lambda name: print(f"  {name} done", file=sys.stderr))
     out = Path(args.out or src)
     write_jsonl(out / "filtered.jsonl", kept)

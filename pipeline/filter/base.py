@@ -14,6 +14,7 @@ class FilterResult:
     dropped: list = field(default_factory=list)  # (record, reason)
     modified: int = 0  # records kept but changed (PII scrubbed)
     skipped: str | None = None  # why the filter did not run
+    asked: int | None = None  # the judge: requests sent by the filter itself (not asked ahead)
 
     def drop(self, record: dict, reason: str) -> None:
         self.dropped.append((record, reason))

@@ -33,8 +33,32 @@ class FilterConfig:
     examples_per_filter: int = 3
 
 
+def screen(record: dict, config: FilterConfig = FilterConfig()) -> dict | None:
+    """The record as the judge will see it, or None when a filter that looks at one record alone
+    (format, safety, grounding) drops it: generation asks the judge ahead for these only. The
+    duplicate and embedding filters need the whole leaf, so a pair they drop was judged for nothing."""
+    for step in (lambda rs: format_filter(rs, config.format), lambda rs: safety_filter(rs, config.safety),
+                 lambda rs: grounding_filter(rs, config.grounding)):
+        kept = step([record]).kept
+        if not kept:
+            return None
+        record = kept[0]
+    return record
+
+
+def read_replies(data_dir: Path) -> dict[str, str]:
+    """The judge replies generation asked ahead (``judge_replies.jsonl``), by request key; {} if none."""
+    path = Path(data_dir) / "judge_replies.jsonl"
+    if not path.exists():
+        return {}
+    from ..sdg.generate import read_jsonl
+    return {row["key"]: row["reply"] for row in read_jsonl(path)}
+
+
 def run_filters(records: list[dict], leaves: dict[str, dict], config: FilterConfig = FilterConfig(),
-                teacher=None, embedder=None, progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
+                teacher=None, embedder=None, progress: Callable[[str], None] | None = None,
+                replies: dict[str, str] | None = None) -> tuple[list[dict], dict]:
+    """``replies``: judge replies asked ahead, by request key (``read_replies``)."""
     steps: list[FilterResult] = []
     current = records
 
@@ -60,7 +84,7 @@ def run_filters(records: list[dict], leaves: dict[str, dict], config: FilterConf
     else:
         for name in ("semantic_dedup", "off_topic"):
             steps.append(FilterResult(name, kept=list(current), skipped="embeddings disabled"))
-    step(judge_filter(current, teacher, config.judge))
+    step(judge_filter(current, teacher, config.judge, replies))
     return current, report(records, steps, leaves, config.examples_per_filter)
 
 
@@ -92,7 +116,8 @@ def report(records: list[dict], steps: list[FilterResult], leaves: dict[str, dic
     totals = {"in": len(records), "out": sum(remaining.values()),
               "filters": {s.name: {"dropped": len(s.dropped), "modified": s.modified,
                                    "reasons": dict(Counter(why.split(" (")[0] for _, why in s.dropped)),
-                                   **({"skipped": s.skipped} if s.skipped else {})} for s in steps}}
+                                   **({"skipped": s.skipped} if s.skipped else {}),
+                                   **({"asked": s.asked} if s.asked is not None else {})} for s in steps}}
     return {"totals": totals, "leaves": per_leaf}
 
 
@@ -143,6 +168,8 @@ def merge_results(results: list[tuple[list[dict], dict]]) -> tuple[list[dict], d
             agg = merged["totals"]["filters"].setdefault(name, {"dropped": 0, "modified": 0})
             agg["dropped"] += f["dropped"]
             agg["modified"] += f.get("modified", 0)
+            if "asked" in f:
+                agg["asked"] = agg.get("asked", 0) + f["asked"]
             for why, n in f.get("reasons", {}).items():
                 agg.setdefault("reasons", {})[why] = agg.setdefault("reasons", {}).get(why, 0) + n
             if f.get("skipped"):
@@ -151,7 +178,7 @@ def merge_results(results: list[tuple[list[dict], dict]]) -> tuple[list[dict], d
 
 
 def run_filters_by_leaf(records: list[dict], leaves: dict[str, dict], config: FilterConfig = FilterConfig(),
-                        teacher=None, runner=None) -> tuple[list[dict], dict]:
+                        teacher=None, runner=None, replies: dict[str, str] | None = None) -> tuple[list[dict], dict]:
     """The same filters, leaf by leaf (duplicates are judged within a leaf), so that leaves can
     run in parallel: ``runner(items, fn)`` distributes them (e.g. ``pipeline.distributed.ray_map``)."""
     groups = group_by_leaf(records, leaves)
@@ -159,14 +186,14 @@ def run_filters_by_leaf(records: list[dict], leaves: dict[str, dict], config: Fi
 
     def one(item):
         path, rows, info = item
-        return run_filters(rows, info, config, teacher=teacher)
+        return run_filters(rows, info, config, teacher=teacher, replies=replies)
 
     results = list(runner(items, one)) if runner else [one(i) for i in items]
     return merge_results(results)
 
 
 def run_filters_cached(records: list[dict], leaves: dict[str, dict], config: FilterConfig = FilterConfig(),
-                       teacher=None) -> tuple[list[dict], dict, list[str]]:
+                       teacher=None, replies: dict[str, str] | None = None) -> tuple[list[dict], dict, list[str]]:
     """Leaf by leaf, each leaf's result cached under a hash of its records, its leaf info, the
     filter config and the judge: a rerun after a one-leaf change filters one leaf.
     Returns (kept, report, leaves actually filtered)."""
@@ -189,7 +216,7 @@ def run_filters_cached(records: list[dict], leaves: dict[str, dict], config: Fil
         else:
             todo.append((path, rows, key))
     for path, rows, key in todo:  # the embedder loads only when some leaf needs it
-        kept, rep = run_filters(rows, {path: leaves.get(path, {})}, config, teacher=teacher)
+        kept, rep = run_filters(rows, {path: leaves.get(path, {})}, config, teacher=teacher, replies=replies)
         rep_file = cache / f"{key}.report.json"
         rep_file.write_text(json.dumps(rep))
         write_jsonl(cache / f"{key}.jsonl", kept)

@@ -34,6 +34,8 @@ def log_mlflow(manifest: dict, log=print) -> bool:
     for stage, done in manifest.get("stages", {}).items():
         for k, v in (done.get("cost") or {}).items():
             metrics[f"{stage}.{k}"] = float(v)
+        for k, v in (done.get("judge_cost") or {}).items():  # the judge, asked during generation
+            metrics[f"{stage}.judge.{k}"] = float(v)
         for path, leaf in (done.get("leaf_cost") or {}).items():
             name = path.removesuffix("/qna.yaml").replace("/", ".")
             for k, v in leaf.items():

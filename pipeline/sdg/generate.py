@@ -4,6 +4,7 @@ generates nothing, and a change to one leaf regenerates that leaf only."""
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import os
@@ -65,10 +66,18 @@ def slug(path: str) -> str:
     return path.removesuffix("/qna.yaml").replace("/", "__")
 
 
+@functools.lru_cache(maxsize=None)
+def parser_digest() -> str:
+    """The parser's own source: the cache holds parsed pairs, so a parser change must re-parse."""
+    from . import parse
+    return hashlib.sha256(Path(parse.__file__).read_bytes()).hexdigest()[:12]
+
+
 def leaf_key(leaf: LeafResult, raw: bytes, teacher: Teacher, config: GenerateConfig) -> str:
     doc = (leaf.data or {}).get("document") or {}
     parts = [f"format:{FORMAT_VERSION}", leaf.path, hashlib.sha256(raw).hexdigest(),
-             str(doc.get("commit", "")), teacher.identity, prompts.fingerprint(), config.key()]
+             str(doc.get("commit", "")), teacher.identity, prompts.fingerprint(), f"parser:{parser_digest()}",
+             config.key()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
@@ -120,14 +129,20 @@ _FETCH_LOCK = threading.Lock()  # leaves run side by side; two clones of one doc
 
 
 def ask(teacher: Teacher, batch: list[prompts.Prompt], n: int, params: GenParams,
-        journal: Journal | None = None) -> tuple[list[Completion], Cost]:
+        journal: Journal | None = None,
+        on_answer: Callable[[int, Completion], None] | None = None) -> tuple[list[Completion], Cost]:
     """Every prompt's completions, through the teacher's pool when it has one. Answers already in
-    ``journal`` are not asked again; new ones are journaled as they arrive. The cost counts this
-    leaf's requests, including those an interrupted attempt journaled."""
+    ``journal`` are not asked again; new ones are journaled as they arrive. ``on_answer(i,
+    completion)`` is called in this thread for each prompt as its answer arrives (journaled ones
+    first). The cost counts this leaf's requests, including those an interrupted attempt journaled."""
     journal = journal or Journal(None)
+    on_answer = on_answer or (lambda i, c: None)
     keys = [request_key(list(p.messages) or [p.task, p.variables], n, params.key(), i) for i, p in enumerate(batch)]
     done = journal.load()
     todo = [i for i, k in enumerate(keys) if k not in done]
+    for i, k in enumerate(keys):
+        if k in done:
+            on_answer(i, done[k])
     if todo and hasattr(teacher, "submit"):
         futures = {teacher.submit(batch[i], n, params): i for i in todo}
         failed = []
@@ -137,12 +152,14 @@ def ask(teacher: Teacher, batch: list[prompts.Prompt], n: int, params: GenParams
             else:
                 done[keys[futures[f]]] = f.result()
                 journal.append(keys[futures[f]], f.result())
+                on_answer(futures[f], f.result())
         if failed:  # what did arrive stays journaled: a rerun asks only the rest
             raise TeacherError(f"{len(failed)} of {len(todo)} requests failed; first: {failed[0]}")
     elif todo:  # offline or a local model: no endpoint, nothing to count as its cost
         for i, texts in zip(todo, teacher.complete([batch[i] for i in todo], n, params)):
             done[keys[i]] = Completion(list(texts), [None] * len(texts), Cost())
             journal.append(keys[i], done[keys[i]])
+            on_answer(i, done[keys[i]])
     out = [done[k] for k in keys]
     total = Cost()
     for c in out:
@@ -151,28 +168,55 @@ def ask(teacher: Teacher, batch: list[prompts.Prompt], n: int, params: GenParams
 
 
 def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, config: GenerateConfig,
-                  journal: Path | None = None) -> dict:
+                  journal: Path | None = None, judge=None, screen: Callable[[dict], dict | None] | None = None,
+                  judge_config=None) -> dict:
     """Samples for one leaf, plus what the filters need to know about it. ``journal``: where
-    answered requests are kept until the leaf is done (resume inside a leaf)."""
+    answered requests are kept until the leaf is done (resume inside a leaf). ``judge``: a judge
+    behind a request pool is asked about each pair as soon as the pair is parsed (filter/judge.py),
+    for the pairs ``screen`` keeps (default: all), as it will see them; its replies are journaled
+    too and returned in ``judged`` (request key -> reply)."""
     from dataclasses import replace as _replace
 
+    from ..filter.judge import JudgeConfig, ask_ahead, can_ask_ahead, collect
     from .heldout import decontaminate, split_leaf
     started = time.time()
     records, malformed = [], 0
     funnel = dict.fromkeys(FUNNEL, 0)
     rejects: dict[str, list[str]] = {}
     log = Journal(journal)
+    judge_config = judge_config or JudgeConfig()
+    ahead = can_ask_ahead(judge)
+    known = log.load() if ahead else {}  # judge replies an interrupted attempt journaled
+    asked: dict = {}
+    answers: dict[int, tuple[list, list[dict]]] = {}  # prompt index -> (per completion: text, finish, fate, bad), records
 
-    def parse(completion: Completion):
+    def judge_soon(rows: list[dict]) -> None:
+        if ahead:
+            seen = [x for x in (screen(r) if screen else r for r in rows) if x is not None]
+            ask_ahead(judge, seen, asked, judge_config, known=known, on_reply=log.append)
+
+    def parsed(make_record):
+        def on_answer(i: int, completion: Completion) -> None:
+            fates, rows = [], []
+            for text, finish in zip(completion.texts, completion.finish):
+                pairs, bad = parse_pairs(text, finished=finish == "stop")  # ended on its own: not cut
+                fates.append((text, finish, classify(text, len(pairs), finish), bad))
+                rows.extend(make_record(i, pair) for pair in pairs)
+            answers[i] = (fates, rows)
+            judge_soon(rows)  # into the pool now, beside the generation requests still out
+        return on_answer
+
+    def gather(count: int) -> None:
+        """In prompt order, whatever order the answers came in: the output is deterministic."""
         nonlocal malformed
-        for text, finish in zip(completion.texts, completion.finish):
-            pairs, bad = parse_pairs(text)
-            malformed += bad
-            fate = classify(text, len(pairs), finish)
-            funnel[fate] += 1
-            if fate != "parsed" and len(rejects.setdefault(fate, [])) < 2:
-                rejects[fate].append(text[:400])  # what the teacher wrote instead, for people
-            yield from pairs
+        for i in range(count):
+            fates, rows = answers[i]
+            for text, finish, fate, bad in fates:
+                malformed += bad
+                funnel[fate] += 1
+                if fate != "parsed" and len(rejects.setdefault(fate, [])) < 2:
+                    rejects[fate].append(text[:400])  # what the teacher wrote instead, for people
+            records.extend(rows)
     info = leaf_info(leaf, config.heldout_seed)
     # Prompts see only the training share of the seeds: held-out items never reach the teacher.
     leaf = _replace(leaf, data=split_leaf(leaf.data, info["kind"], leaf.path, config.heldout_seed)[0])
@@ -182,30 +226,40 @@ def generate_leaf(leaf: LeafResult, taxonomy_root: Path, teacher: Teacher, confi
         chunks = [c for name, text in docs for c in chunk_markdown(text, name, config.chunk_tokens)]
         info["chunks"] = [{"id": c.id, "title": c.title, "text": c.text} for c in chunks]
         jobs = knowledge_prompts(leaf, chunks, config)
-        outputs, cost = ask(teacher, [p for _, _, p in jobs], config.samples, config.params, log)
-        for (shape, chunk, _), completion in zip(jobs, outputs):
-            for pair in parse(completion):
-                records.append(_record(leaf, teacher, shape, pair, chunk=chunk, domain=leaf.data["domain"]))
         # The leaf's own training-share pairs are data too (written by people, grounded in their
         # context): they teach the question-and-answer form on this leaf's facts, which is how the
         # held-out ones will be asked. Held-out pairs are not in ``leaf`` any more.
+        seeds = []
         for ex in leaf.data["seed_examples"]:
             context = Chunk(hashlib.sha256(ex["context"].encode()).hexdigest()[:16], "seed_examples", (), ex["context"])
             for qa in ex["questions_and_answers"]:
                 rec = _record(leaf, teacher, "seed", {"question": qa["question"], "answer": qa["answer"]},
                               chunk=context, domain=leaf.data["domain"])
-                records.append({**rec, "teacher": "seed"})
+                seeds.append({**rec, "teacher": "seed"})
+        judge_soon(seeds)
+        _, cost = ask(teacher, [p for _, _, p in jobs], config.samples, config.params, log,
+                      parsed(lambda i, pair: _record(leaf, teacher, jobs[i][0], pair, chunk=jobs[i][1],
+                                                     domain=leaf.data["domain"])))
+        gather(len(jobs))
+        records.extend(seeds)
     else:
         jobs = skill_prompts(leaf, config)
-        outputs, cost = ask(teacher, jobs, config.samples, config.params, log)
-        for completion in outputs:
-            for pair in parse(completion):
-                records.append(_record(leaf, teacher, "skill", pair))
+        _, cost = ask(teacher, jobs, config.samples, config.params, log,
+                      parsed(lambda i, pair: _record(leaf, teacher, "skill", pair)))
+        gather(len(jobs))
     records, leaked = decontaminate(records, info["heldout"])
     info["decontaminated"] = len(leaked)
+    replies = collect(asked)
+    log.close()
+    judge_cost = Cost()
+    for c in replies.values():
+        judge_cost.add(c.cost)
     cost.seconds = time.time() - started
+    judge_cost.seconds = cost.seconds if replies else 0.0
     return {"leaf": info, "records": records, "malformed": malformed, "seconds": time.time() - started,
-            "funnel": funnel, "rejects": rejects, "cost": cost.as_dict()}
+            "funnel": funnel, "rejects": rejects, "cost": cost.as_dict(),
+            "judged": {k: c.texts[0] if c.texts else "" for k, c in replies.items()},
+            "judge_cost": judge_cost.as_dict()}
 
 
 def _record(leaf: LeafResult, teacher: Teacher, shape: str, pair: dict, chunk: Chunk | None = None,
@@ -277,9 +331,14 @@ def select_leaves(taxonomy_root: Path, only: list[str] | None = None) -> list[Le
 
 def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: GenerateConfig = GenerateConfig(),
              only: list[str] | None = None, progress: Callable[[str, int, int], None] | None = None,
-             runner: Callable | None = None) -> dict:
+             runner: Callable | None = None, judge=None, screen: Callable[[dict], dict | None] | None = None,
+             judge_config=None) -> dict:
     """Generate every selected leaf into ``out_dir/generated/``; cached leaves are copied, not
-    regenerated. ``runner`` distributes the missing leaves (e.g. on Ray); default: in process."""
+    regenerated. ``runner`` distributes the missing leaves (e.g. on Ray); default: in process.
+    ``judge`` (behind a request pool): each pair that ``screen`` keeps is judged as soon as it is
+    parsed, in the same pool as generation when the judge is the teacher; the replies go to
+    ``out_dir/judge_replies.jsonl`` for the filter (``filter.run.read_replies``)."""
+    from ..filter.judge import can_ask_ahead
     taxonomy_root = Path(taxonomy_root)
     leaves = select_leaves(taxonomy_root, only)
     cache = cache_root()
@@ -294,15 +353,23 @@ def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: Gener
     if missing:
         from ..budgets import plan_generation
         plan_generation(missing, taxonomy_root, config)  # every budget, before any teacher call
-        run = runner or (side_by_side if getattr(teacher, "shares_pool", False) else in_order)
+        pooled = getattr(teacher, "shares_pool", False) or can_ask_ahead(judge)
+        run = runner or (side_by_side if pooled else in_order)
+
+        here = os.getpid()
 
         def one(item):
             leaf, key = item
             try:
                 return leaf, key, generate_leaf(leaf, taxonomy_root, teacher, config,
-                                                journal=cache / f"{key}.journal.jsonl")
+                                                journal=cache / f"{key}.journal.jsonl", judge=judge,
+                                                screen=screen, judge_config=judge_config)
             except (TeacherError, PoolError) as e:  # the other leaves finish and are cached first
                 return leaf, key, e
+            finally:
+                if os.getpid() != here:  # a Ray worker's own copies: their pools end with the leaf
+                    from .teachers import close_teachers
+                    close_teachers(teacher, judge)
         done = 0
         for leaf, key, result in run(missing, one):
             if isinstance(result, Exception):
@@ -311,8 +378,10 @@ def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: Gener
             write_jsonl(cache / f"{key}.leaf.json.tmp", [result["leaf"]])
             os.replace(cache / f"{key}.leaf.json.tmp", cache / f"{key}.leaf.json")
             meta = {"malformed": result["malformed"], "seconds": round(result["seconds"], 3),
-                    "funnel": result["funnel"], "rejects": result["rejects"], "cost": result["cost"]}
+                    "funnel": result["funnel"], "rejects": result["rejects"], "cost": result["cost"],
+                    "judge_cost": result["judge_cost"]}
             (cache / f"{key}.meta.json").write_text(json.dumps(meta))
+            write_jsonl(cache / f"{key}.judge.jsonl", [{"key": k, "reply": v} for k, v in sorted(result["judged"].items())])
             write_jsonl(cache / f"{key}.jsonl", result["records"])  # last: marks the leaf complete
             (cache / f"{key}.journal.jsonl").unlink(missing_ok=True)
             done += 1
@@ -326,7 +395,10 @@ def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: Gener
     infos = []
     fresh = {key for _, key in missing}
     total, funnel = Cost(), dict.fromkeys(FUNNEL, 0)
+    judge_total, replies = Cost(), {}
     for leaf, key in todo:
+        if (cache / f"{key}.judge.jsonl").exists():  # asked ahead (the filter uses those of its judge)
+            replies.update((x["key"], x["reply"]) for x in read_jsonl(cache / f"{key}.judge.jsonl"))
         records = read_jsonl(cache / f"{key}.jsonl")
         infos.append(json.loads((cache / f"{key}.leaf.json").read_text().splitlines()[0]))
         meta = json.loads((cache / f"{key}.meta.json").read_text())
@@ -338,16 +410,21 @@ def generate(taxonomy_root: Path, out_dir: Path, teacher: Teacher, config: Gener
         summary["leaves"].append(row)
         if key in fresh:  # a cached leaf cost this run nothing
             total.add(Cost.of(row["cost"]))
+            judge_total.add(Cost.of(meta.get("judge_cost")))
             for k, v in row["funnel"].items():
                 funnel[k] = funnel.get(k, 0) + v
     total.seconds = time.time() - started if missing else 0.0
+    judge_total.seconds = total.seconds if judge_total.requests else 0.0
     summary["cost"], summary["funnel"] = total.as_dict(), funnel
+    summary["judge"] = {"identity": getattr(judge, "identity", None), "asked_ahead": judge_total.requests,
+                        "replies": len(replies), "cost": judge_total.as_dict()}
     write_jsonl(out_dir / "leaves.jsonl", infos)
+    write_jsonl(out_dir / "judge_replies.jsonl", ({"key": k, "reply": v} for k, v in sorted(replies.items())))
     (out_dir / "generate_summary.json").write_text(json.dumps(summary, indent=2))
     from ..cachecap import cap, prune, touch
     for _, key in todo:  # used now; the cache is capped least recently used first
         touch(cache / f"{key}.jsonl")
     prune(cache, cap("sdg"), keep={cache / f"{key}{ext}" for _, key in todo
-                                   for ext in (".jsonl", ".leaf.json", ".meta.json")},
+                                   for ext in (".jsonl", ".leaf.json", ".meta.json", ".judge.jsonl")},
           group=lambda name: name.split(".")[0], only=lambda p: p.is_file())
     return summary

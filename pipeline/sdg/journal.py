@@ -41,9 +41,17 @@ class Journal:
         line = json.dumps({"key": key, "texts": done.texts, "finish": done.finish, "cost": done.cost.as_dict()},
                           ensure_ascii=False)
         with self._lock:
+            if self.path is None:  # closed meanwhile: the leaf is done and its journal about to go
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line + "\n")  # one write per line: a kill tears at most the last one
+
+    def close(self) -> None:
+        """No more lines: a judge reply arriving on the pool's thread after the leaf is done is not
+        written into a journal that is about to be deleted."""
+        with self._lock:
+            self.path = None
 
     def remove(self) -> None:
         if self.path is not None:

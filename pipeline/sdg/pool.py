@@ -123,6 +123,7 @@ class RequestPool:
         self._pause_until = 0.0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._client = None
         self._cond: asyncio.Condition | None = None
 
@@ -137,7 +138,8 @@ class RequestPool:
                     asyncio.set_event_loop(loop)
                     loop.call_soon(ready.set)
                     loop.run_forever()
-                threading.Thread(target=main, name="sprout-teacher-pool", daemon=True).start()
+                self._thread = threading.Thread(target=main, name="sprout-teacher-pool", daemon=True)
+                self._thread.start()
                 ready.wait()
                 self._loop = loop
         return self._loop
@@ -161,13 +163,23 @@ class RequestPool:
         return asyncio.run_coroutine_threadsafe(self._request(body), loop)
 
     def close(self) -> None:
-        loop = self._loop
+        """Close the connections, stop the loop and join its thread (a long-lived process such as
+        the bot's worker runs many runs: none may leave a thread behind). A later submit starts anew."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = None
         if loop is None:
             return
         if self._client is not None:
-            asyncio.run_coroutine_threadsafe(self._client.aclose(), loop).result(10)
+            try:
+                asyncio.run_coroutine_threadsafe(self._client.aclose(), loop).result(10)
+            except Exception:  # closing must not fail a finished run
+                pass
         loop.call_soon_threadsafe(loop.stop)
-        self._loop = self._client = None
+        thread.join(10)
+        if not thread.is_alive():
+            loop.close()
+        self._client = self._thread = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -33,8 +33,9 @@ def template(task: str, version: str = VERSION) -> Template:
 @functools.lru_cache(maxsize=None)
 def fingerprint(version: str = VERSION) -> str:
     h = hashlib.sha256(version.encode())
-    for task in TASKS:
-        h.update((ROOT / version / f"{task}.txt").read_bytes())
+    for path in sorted((ROOT / version).iterdir(), key=lambda p: p.name):  # every file, not only TASKS
+        if path.is_file():
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
     return f"{version}-{h.hexdigest()[:12]}"
 
 

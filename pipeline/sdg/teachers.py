@@ -33,6 +33,9 @@ class GenParams:
     temperature: float = 0.7
     max_tokens: int = 1024
     seed: int = 42
+    stop: tuple[str, ...] = ()
+    """Strings that end a completion (the endpoint's ``stop``; cut locally by the HF teacher). A
+    completion that ends on one counts as finished, so its last pair is kept without "[End]"."""
 
     def key(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -102,6 +105,11 @@ class OpenAITeacher:
         from .pool import Cost
         return Cost().add(self._pool.cost) if self._pool is not None else Cost()
 
+    def close(self) -> None:
+        """Ends the pool's thread and connections; the teacher still works (a new pool starts)."""
+        if self._pool is not None:
+            self._pool.close()
+
     def _check_model(self, model: str | None) -> str:
         import httpx
         try:
@@ -126,6 +134,8 @@ class OpenAITeacher:
         """One request into the pool: a future of a ``pool.Completion`` (raises ``pool.PoolError``)."""
         body = {"model": self.model, "messages": list(prompt.messages), "n": n,
                 "temperature": params.temperature, "max_tokens": params.max_tokens, "seed": params.seed}
+        if params.stop:
+            body["stop"] = list(params.stop)
         return self.pool.submit(body)
 
     def complete(self, prompts, n=1, params=GenParams()):
@@ -191,6 +201,8 @@ class HFTeacher:
                 gen = self.model.generate(**enc, max_new_tokens=params.max_tokens, num_return_sequences=n,
                                           pad_token_id=self.tokenizer.pad_token_id, **sampling)
             decoded = self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            for s in params.stop:
+                decoded = [t.split(s, 1)[0] for t in decoded]
             for k, j in enumerate(idx):
                 out[j] = decoded[k * n:(k + 1) * n]
             if bar is not None:
@@ -206,6 +218,14 @@ class HFTeacher:
 @functools.lru_cache(maxsize=2)
 def _hf_teacher(model_dir: str, batch_size: int, device: str | None) -> HFTeacher:
     return HFTeacher(model_dir, batch_size=batch_size, device=device)
+
+
+def close_teachers(*teachers) -> None:
+    """End what each teacher holds open (a pool's thread and connections); None and teachers
+    without a pool are skipped."""
+    for t in teachers:
+        if t is not None and hasattr(t, "close"):
+            t.close()
 
 
 def make_teacher(spec: str | None, model: str | None = None, api_key: str | None = None,

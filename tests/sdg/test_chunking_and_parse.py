@@ -75,3 +75,34 @@ def test_a_wrapped_line_that_starts_with_a_number_is_not_a_list_item():
     [c] = chunk_markdown(md, "x.md")
     assert "1." not in c.text and "2." not in c.text and "Make a branch for the change." in c.text
     assert "- a bullet" not in c.text and "a bullet" in c.text
+
+
+def test_small_model_labels_parse_when_the_completion_ended_on_its_own():
+    """How SmolLM2-135M writes pairs (tests/sdg/test_real_teacher.py): other labels, no [End]."""
+    text = """The question:
+
+When was Ada Lovelace born?
+The answer:
+In 1815, in London.
+
+### Question: Who was her father?
+Answer: Lord Byron.
+
+### Task
+Write 2 new questions.
+Q: What did she translate?
+A: Menabrea's article on the Analytical Engine.
+A dog ran home."""
+    pairs, bad = parse_pairs(text, finished=True)
+    assert pairs == [{"question": "When was Ada Lovelace born?", "answer": "In 1815, in London."},
+                     {"question": "Who was her father?", "answer": "Lord Byron."},
+                     {"question": "What did she translate?",
+                      "answer": "Menabrea's article on the Analytical Engine.\nA dog ran home."}] and bad == 0
+    # cut by the length limit: the last answer may be cut, so it is not kept
+    assert [p["question"] for p in parse_pairs(text)[0]][-1] == "Who was her father?"
+    # a second answer label ends the pair; plain words that start like a label are text
+    pairs, bad = parse_pairs("**Question 1:** What is A?\n**Answer:** A letter.\n### Answer\nAgain.\n"
+                             "Questions like these:\nAnswering is easy.", finished=True)
+    assert pairs == [{"question": "What is A?", "answer": "A letter."}] and bad == 0
+    assert parse_pairs("A dog ran.\nThe question is hard.\nQuestionable.", finished=True) == ([], 0)
+    assert parse_pairs("Question\nOnly a question", finished=True) == ([], 1)

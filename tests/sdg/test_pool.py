@@ -156,8 +156,10 @@ def test_a_run_records_what_it_cost(server_factory, sample_taxonomy, tmp_path):
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     gen, filt = stages["generate"], stages["filter"]
     assert gen["cost"]["requests"] == sum(c["requests"] for c in gen["leaf_cost"].values()) > 0
-    assert filt["cost"]["requests"] > 0  # the judge's requests, counted apart
-    assert gen["cost"]["requests"] + filt["cost"]["requests"] == state["answered"]
+    # the judge (the teacher) was asked about each pair during generation, counted apart; the filter
+    # found every reply there and asked nothing itself
+    assert gen["judge_cost"]["requests"] > 0 and filt["cost"]["requests"] == 0
+    assert gen["cost"]["requests"] + gen["judge_cost"]["requests"] == state["answered"]
     assert gen["funnel"]["parsed"] == 2 * gen["cost"]["requests"]  # two samples per prompt
 
 
@@ -191,3 +193,48 @@ def test_numbered_tags_parse():
     from pipeline.sdg.parse import parse_pairs
     pairs, bad = parse_pairs("[Question1]\nWho was her father?\n[Answer 1]\nLord Byron.\n[End]")
     assert pairs == [{"question": "Who was her father?", "answer": "Lord Byron."}] and bad == 0
+
+
+def _pool_threads() -> set:
+    import threading
+    return {t for t in threading.enumerate() if t.name == "sprout-teacher-pool"}
+
+
+def test_closing_the_pool_ends_its_thread_and_it_restarts_on_use(server_factory):
+    from pipeline.sdg.prompts import Prompt
+    url, _ = server_factory()
+    before = _pool_threads()  # other tests' teachers may still hold theirs
+    teacher = OpenAITeacher(url, progress=False)
+    prompt = Prompt("x", {}, ({"role": "user", "content": "q"},))
+    assert teacher.complete([prompt]) == [[ANSWER]]
+    assert len(_pool_threads() - before) == 1
+    teacher.close()
+    teacher.close()  # twice is fine
+    assert not _pool_threads() - before and teacher.cost.requests == 1  # gone, its count kept
+    assert teacher.complete([prompt]) == [[ANSWER]] and len(_pool_threads() - before) == 1
+    teacher.close()
+    assert not _pool_threads() - before
+
+
+def test_a_run_leaves_no_pool_thread_behind(server_factory, sample_taxonomy, tmp_path):
+    import shutil
+
+    from pipeline.run import RunConfig, run
+    url, _ = server_factory()
+    for leaf in ("knowledge", "compositional_skills/grounded", "compositional_skills/reasoning"):
+        shutil.rmtree(sample_taxonomy / leaf)
+    before = _pool_threads()
+    run(RunConfig(taxonomy=str(sample_taxonomy), out=str(tmp_path / "run"), runs_root=str(tmp_path / "runs"),
+                  teacher=url + "/v1", teacher_concurrency=8, embeddings=False), log=lambda m: None, until="filter")
+    assert not _pool_threads() - before
+
+
+def test_a_parser_change_misses_the_generation_cache(sample_taxonomy, monkeypatch):
+    from pipeline.sdg import generate as gen
+    from pipeline.sdg.generate import leaf_key, select_leaves
+    from pipeline.sdg.teachers import OfflineTeacher
+    leaf = select_leaves(sample_taxonomy)[0]
+    raw = (sample_taxonomy / leaf.path).read_bytes()
+    before = leaf_key(leaf, raw, OfflineTeacher(), GenerateConfig())
+    monkeypatch.setattr(gen, "parser_digest", lambda: "another-parser")
+    assert leaf_key(leaf, raw, OfflineTeacher(), GenerateConfig()) != before
