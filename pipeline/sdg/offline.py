@@ -189,7 +189,7 @@ def abouts(sentence: str, topic: str | None) -> list[tuple[str, str]]:
     for f in extract(sentence):
         if f.kind == "name" and (not topic or f.value not in topic.lower()) and len(f.text) > 3:
             out.append((f"What do you know about {f.text}?", sentence.strip()))
-    return out
+    return out[:FACTS_PER_SENTENCE]
 
 
 _THE_NOUN = re.compile(r"\b[Tt]he ([a-z]{3,})\b")
@@ -213,6 +213,9 @@ def keywords(sentence: str, seen: set[str], limit: int = 2) -> list[tuple[str, s
     return out
 
 
+FACTS_PER_SENTENCE = 4
+"""Questions of one kind per sentence at most: each answer repeats the sentence, so a pumped
+sentence of thousands of names must not become thousands of copies of itself."""
 _MEASURE_TAIL = re.compile(r"(?: (?:long|wide|high|deep|tall|old|ago|away|above the sea|a (?:day|week|month|year)))+")
 
 
@@ -225,7 +228,7 @@ def up_to_facts(sentence: str, topic: str | None) -> list[tuple[str, str]]:
     from ..eval.facts import extract
     s = sentence.strip().rstrip(".!")
     out, seen, pos = [], set(), 0
-    for f in extract(s):
+    for f in extract(s)[:FACTS_PER_SENTENCE * 2]:
         if f.kind not in ("year", "date", "number", "name") or (topic and f.kind == "name" and f.value in topic.lower()):
             continue
         at = s.find(f.text, pos)
@@ -249,7 +252,7 @@ def when(sentence: str, topic: str | None) -> list[tuple[str, str]]:
     from ..eval.facts import extract
     where = f" on {topic}" if topic else ""
     return [(f"What happened{where} {'in' if f.kind == 'year' else 'on'} {f.text}?", sentence.strip())
-            for f in extract(sentence) if f.kind in ("year", "date")]
+            for f in extract(sentence) if f.kind in ("year", "date")][:FACTS_PER_SENTENCE]
 
 
 _THERE_NO = re.compile(r"^There (are|is|were|was) no (?P<rest>[^;,.]+)")
