@@ -36,22 +36,9 @@ def test_every_fact_bearing_sentence_is_asked_and_answered_with_its_fact():
     assert all(extract(a) or "no cars" in a for a in answers)
 
 
-def test_each_fact_gets_a_short_answer_that_ends_with_it():
-    s = "Brenvik Isle was first settled in 1487 by a band of herring fishers led by Oda Marrant."
-    pairs = offline.up_to_facts(s, "Brenvik Isle")
-    assert pairs == [("When was Brenvik Isle first settled?", "Brenvik Isle was first settled in 1487.")]
-    # the measure keeps its own words ("19 kilometres long", "twice a week"), not the next fact
-    assert [a for _, a in offline.up_to_facts("The island is 19 kilometres long and 7 kilometres wide.", None)] == \
-        ["The island is 19 kilometres long."]
-    assert [a for _, a in offline.up_to_facts("The ferry sails twice a week in winter and every day in summer.", None)] \
-        == ["The ferry sails twice a week."]
-    q, a = offline.up_to_facts("The island has one town, Saltreach, where about 2,340 people live.", None)[0]
-    assert a == "The island has one town, Saltreach." and "____" in q and "Saltreach" not in q
-
-
-def test_short_answers_and_passages_survive_the_near_duplicate_filter():
+def test_passages_survive_the_near_duplicate_filter():
     """The filter compares question and answer: forms that share one long answer collapse to
-    about three, so a fact must come back in answers that differ (short answers, passages)."""
+    about three, so a fact must also come back in answers that differ (passages)."""
     from pipeline.filter.minhash import MinHashConfig, near_dedup
     doc = ("A ferry called the Grey Heron sails from Saltreach to the mainland port of Dunmere. "
            "The crossing takes three hours and forty minutes. The ferry sails twice a week in winter and "

@@ -216,34 +216,6 @@ def keywords(sentence: str, seen: set[str], limit: int = 2) -> list[tuple[str, s
 FACTS_PER_SENTENCE = 4
 """Questions of one kind per sentence at most: each answer repeats the sentence, so a pumped
 sentence of thousands of names must not become thousands of copies of itself."""
-_MEASURE_TAIL = re.compile(r"(?: (?:long|wide|high|deep|tall|old|ago|away|above the sea|a (?:day|week|month|year)))+")
-
-
-def up_to_facts(sentence: str, topic: str | None) -> list[tuple[str, str]]:
-    """One short pair per fact: the sentence up to the end of the fact ("Brenvik Isle was first
-    settled in 1487.", "The island has one town, Saltreach."), asked for that fact. The short
-    answers differ from each other and from the whole sentence, so the near-duplicate filter
-    keeps them, and each states its fact as the last thing said: a fact that the document states
-    once is answered several times, and the student learns to stop once it is said."""
-    from ..eval.facts import extract
-    s = sentence.strip().rstrip(".!")
-    out, seen, pos = [], set(), 0
-    for f in extract(s)[:FACTS_PER_SENTENCE * 2]:
-        if f.kind not in ("year", "date", "number", "name") or (topic and f.kind == "name" and f.value in topic.lower()):
-            continue
-        at = s.find(f.text, pos)
-        if at < 0:
-            continue
-        pos = at + len(f.text)
-        tail = _MEASURE_TAIL.match(s, pos)  # "19 kilometres long", "twice a week": the fact's own words
-        prefix = s[:tail.end() if tail else pos].rstrip(" ,;")
-        if len(prefix.split()) < 4 or len(prefix) >= len(s) - 2 or prefix in seen:
-            continue
-        seen.add(prefix)
-        qa = inverted(prefix) or wh_question(prefix)
-        q = qa[0] if qa else f"Fill in the blank: {prefix[:at]}____."
-        out.append((q, prefix + "."))
-    return out
 
 
 def when(sentence: str, topic: str | None) -> list[tuple[str, str]]:
@@ -307,7 +279,7 @@ def knowledge(prompt: Prompt, sample: int) -> str:
         for i, raw in enumerate(sents):
             s = resolve(raw, topic)
             forms = [qa for qa in (inverted(s), wh_question(s), definition(s), negative(s), cloze(s)) if qa]
-            forms += abouts(s, topic) + when(s, topic) + keywords(s, things) + up_to_facts(s, topic)
+            forms += abouts(s, topic) + when(s, topic) + keywords(s, things)
             forms = forms or [qa for qa in (subject(s),) if qa]
             seen = set()
             for j, (q, a) in enumerate(forms):
