@@ -33,6 +33,10 @@ class Recipe:
     """Phase 2 also gets knowledge in reading-comprehension form: the source chunk and
     distractor chunks in the context, as InstructLab's phase-2 knowledge data does."""
     distractors: int = 2
+    reading_comprehension_per_chunk: int = 2
+    """At most this many reading-comprehension samples per source chunk (0: no cap). Each holds
+    three chunks, so one per replayed sample was ~70% of phase 2's tokens on the sample taxonomy;
+    a few per chunk keep the form and its open-book questions."""
     system_prompt: str = SYSTEM
     seed: int = 42
 
@@ -116,9 +120,14 @@ def mix(records: list[dict], leaves: dict[str, dict], out_dir: Path, recipe: Rec
     kr = rng.sample(knowledge, int(len(knowledge) * recipe.knowledge_replay)) if knowledge else []
     phase2 += [to_messages(r, recipe.system_prompt) for r in kr]
     rc = 0
+    per_chunk: dict = defaultdict(int)
     if recipe.reading_comprehension:
         for r in kr:
             if r.get("source_chunk"):
+                key = (r["leaf"], r.get("chunk_id"))
+                if recipe.reading_comprehension_per_chunk and per_chunk[key] >= recipe.reading_comprehension_per_chunk:
+                    continue
+                per_chunk[key] += 1
                 phase2.append(reading_comprehension(r, leaves.get(r["leaf"], {}).get("chunks", []), recipe, rng))
                 rc += 1
     replay1, replay2 = _replay(recipe, len(phase1), rng), _replay(recipe, len(phase2), rng)

@@ -40,3 +40,17 @@ def test_recipe_file_rejects_unknown_keys(tmp_path):
     f.write_text(json.dumps({"max_per_leaf": 5, "hidden_cap": 30}))
     with pytest.raises(ValueError, match="hidden_cap"):
         Recipe.load(f)
+
+
+def test_reading_comprehension_is_capped_per_chunk(tmp_path):
+    """Each reading-comprehension sample holds three chunks: one per replayed sample made it most
+    of phase 2's tokens. A few per source chunk keep the form at a fraction of the cost."""
+    records = recs("k/a", "knowledge", 40, chunk="c1") + recs("k/b", "knowledge", 40, chunk="c2")
+    for r in records[40:]:
+        r["id"] += "b"
+    chunks = [{"id": "c1", "text": "Text of c1."}, {"id": "c2", "text": "Text of c2."}, {"id": "c3", "text": "Third text."}]
+    leaves = {"k/a": {"chunks": chunks}, "k/b": {"chunks": chunks}}
+    capped = mix(records, leaves, tmp_path / "capped", Recipe(knowledge_replay=0.5, reading_comprehension_per_chunk=2))
+    free = mix(records, leaves, tmp_path / "free", Recipe(knowledge_replay=0.5, reading_comprehension_per_chunk=0))
+    assert capped["phase2"]["reading_comprehension"] == 4  # 2 leaves x 1 chunk x 2
+    assert free["phase2"]["reading_comprehension"] == free["phase2"]["knowledge_replay"] == 40

@@ -34,3 +34,27 @@ def test_every_fact_bearing_sentence_is_asked_and_answered_with_its_fact():
     assert len(pairs) >= 5  # several forms, shared out between the two samples
     assert len({q for q, _ in pairs}) == len(pairs)
     assert all(extract(a) or "no cars" in a for a in answers)
+
+
+def test_passages_survive_the_near_duplicate_filter():
+    """The filter compares question and answer: forms that share one long answer collapse to
+    about three, so a fact must also come back in answers that differ (passages)."""
+    from pipeline.filter.minhash import MinHashConfig, near_dedup
+    doc = ("A ferry called the Grey Heron sails from Saltreach to the mainland port of Dunmere. "
+           "The crossing takes three hours and forty minutes. The ferry sails twice a week in winter and "
+           "every day in summer. There are no cars on Brenvik Isle; islanders travel by bicycle, on foot or by pony cart.")
+    records = []
+    for task in ("knowledge_short", "knowledge_long"):
+        for sample in (0, 1):
+            text = offline.knowledge(render(task, domain="d", document=doc, examples="", n=2,
+                                            title="Brenvik Isle (a fictional island) > Transport"), sample)
+            for p in text.split("[Question]\n")[1:]:
+                q, a = p.split("[Answer]\n")
+                records.append({"id": str(len(records)), "leaf": "l", "question": q.strip(),
+                                "answer": a.replace("[End]", "").strip()})
+    kept = near_dedup(records, MinHashConfig()).kept
+    answers = [r["answer"] for r in kept]
+    for fact in ("Grey Heron", "three hours and forty minutes", "twice a week", "no cars"):
+        assert sum(fact in a for a in answers) >= 4, (fact, sum(fact in a for a in answers))
+    passages = [r for r in kept if r["question"].startswith(("Quote the passage", "In the text on Brenvik Isle"))]
+    assert len(passages) >= 4 and all(r["answer"].count(".") >= 2 for r in passages)

@@ -178,11 +178,53 @@ def inverted(sentence: str) -> tuple[str, str] | None:
 def about(sentence: str, topic: str | None) -> tuple[str, str] | None:
     """A name the sentence states a fact about, asked for that fact ("What do you know about the
     Grey Heron?")."""
+    return next(iter(abouts(sentence, topic)), None)
+
+
+def abouts(sentence: str, topic: str | None) -> list[tuple[str, str]]:
+    """Every name the sentence states a fact about, each asked for it: a sentence with three
+    names is three questions whose answer is the sentence."""
     from ..eval.facts import extract
+    out = []
     for f in extract(sentence):
         if f.kind == "name" and (not topic or f.value not in topic.lower()) and len(f.text) > 3:
-            return f"What do you know about {f.text}?", sentence.strip()
-    return None
+            out.append((f"What do you know about {f.text}?", sentence.strip()))
+    return out[:FACTS_PER_SENTENCE]
+
+
+_THE_NOUN = re.compile(r"\b[Tt]he ([a-z]{3,})\b")
+_VAGUE = {"island", "text", "document", "same", "other", "first", "main", "most", "rest", "age", "sea", "year"}
+
+
+def keywords(sentence: str, seen: set[str], limit: int = 2) -> list[tuple[str, str]]:
+    """What the sentence says about the things it names in lower case ("the crossing", "the
+    wardens"): a short question each, for things not asked about already in this chunk. The
+    answer is the sentence, so a fact stated once is still answered several times, by questions
+    short enough to differ (the near-duplicate filter compares question and answer)."""
+    out = []
+    for m in _THE_NOUN.finditer(sentence):
+        thing = m.group(1)
+        if thing in _VAGUE or thing in seen:
+            continue
+        seen.add(thing)
+        out.append((f"What does the text say about the {thing}?", sentence.strip()))
+        if len(out) >= limit:
+            break
+    return out
+
+
+FACTS_PER_SENTENCE = 4
+"""Questions of one kind per sentence at most: each answer repeats the sentence, so a pumped
+sentence of thousands of names must not become thousands of copies of itself."""
+
+
+def when(sentence: str, topic: str | None) -> list[tuple[str, str]]:
+    """A year or a date the sentence gives, asked the other way round ("What happened on Brenvik
+    Isle in 1711?"): the event's sentence is the answer."""
+    from ..eval.facts import extract
+    where = f" on {topic}" if topic else ""
+    return [(f"What happened{where} {'in' if f.kind == 'year' else 'on'} {f.text}?", sentence.strip())
+            for f in extract(sentence) if f.kind in ("year", "date")][:FACTS_PER_SENTENCE]
 
 
 _THERE_NO = re.compile(r"^There (are|is|were|was) no (?P<rest>[^;,.]+)")
@@ -202,6 +244,25 @@ def subject(sentence: str) -> tuple[str, str] | None:
     return (f"What does the text say about {_lower_first(m.group('subj'))}?", sentence.strip()) if m else None
 
 
+def passages(sents: list[str], topic: str, sample: int, sizes: tuple[int, ...] = (2, 3)) -> list[str]:
+    """The document itself as training text: every run of two and of three sentences, quoted
+    from its first words. Overlapping passages differ enough for the near-duplicate filter, so
+    each sentence is read in several passages, in the document's own words (continued
+    pre-training, in the chat format the student is trained in); shared out between samples."""
+    out = []
+    for size in sizes:
+        for k in range(max(0, len(sents) - size + 1)):
+            if (k + size + sample) % 2:
+                continue
+            if size == 2 or k == 0:
+                start = " ".join(sents[k].split()[:5])
+                q = f'Quote the passage of the text on {topic} that begins "{start}".'
+            else:  # asked from the sentence before, so that two passages from one start differ
+                q = f'In the text on {topic}, what follows "{sents[k - 1]}"?'
+            out.append(_pair(q, " ".join(sents[k:k + size])))
+    return out
+
+
 def knowledge(prompt: Prompt, sample: int) -> str:
     v = prompt.variables
     text, n = v["document"], int(v["n"])
@@ -214,10 +275,12 @@ def knowledge(prompt: Prompt, sample: int) -> str:
         # between samples: a fact stated once in a short document is still asked several ways,
         # and each answer states it. ``n`` is a model teacher's batch size; coverage wins here.
         topic = topic_of(v.get("title"))
+        things: set[str] = set()
         for i, raw in enumerate(sents):
             s = resolve(raw, topic)
-            forms = [qa for qa in (inverted(s), wh_question(s), definition(s), about(s, topic), negative(s), cloze(s))
-                     if qa] or [qa for qa in (subject(s),) if qa]
+            forms = [qa for qa in (inverted(s), wh_question(s), definition(s), negative(s), cloze(s)) if qa]
+            forms += abouts(s, topic) + when(s, topic) + keywords(s, things)
+            forms = forms or [qa for qa in (subject(s),) if qa]
             seen = set()
             for j, (q, a) in enumerate(forms):
                 if q in seen or (i + j + sample) % 2:
@@ -237,6 +300,7 @@ def knowledge(prompt: Prompt, sample: int) -> str:
             start = (i * 2 + sample) % max(1, len(sents))
             answer = " ".join((sents[start:] + sents[:start])[:max(3, min(6, len(sents)))])
             out.append(_pair(q, answer))
+        out += passages(sents, topic_of(v.get("title")) or topic, sample)
     return "\n\n".join(out)
 
 

@@ -66,3 +66,15 @@ def test_phase_data_is_tokenised_once_and_cached(tmp_path):
         f.write(json.dumps({"messages": convo(99)}) + "\n")
     more, _ = phase_samples(tok, model, data, 256, "drop", tmp_path / "tokens", rank=0, world=1)
     assert len(more) == len(want) + 1 and len(list((tmp_path / "tokens").glob("phase1-*.npz"))) == 2
+
+
+def test_cpu_knowledge_epochs_follow_the_data_size():
+    """More varied knowledge samples, fewer passes: about CPU_KNOWLEDGE_PASSES samples seen in
+    phase 1, between 2 and 4 epochs; skills keep their one epoch; --epochs still overrides."""
+    from pipeline.train.recipe import CPU_KNOWLEDGE_PASSES, plan
+    epochs = lambda n, **kw: [p.epochs for p in plan("cpu", {"knowledge": n, "skills": 90}, True, **kw).phases]  # noqa: E731
+    assert epochs(100) == [4, 1]
+    assert epochs(CPU_KNOWLEDGE_PASSES // 3) == [3, 1]
+    assert epochs(5000) == [2, 1]
+    assert epochs(5000, epochs=5) == [5, 5]
+    assert [p.epochs for p in plan("lab", {"knowledge": 5000}, True, gpu=True).phases] == [7]
