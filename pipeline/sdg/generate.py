@@ -69,8 +69,8 @@ def slug(path: str) -> str:
 @functools.lru_cache(maxsize=None)
 def parser_digest() -> str:
     """The parser's own source: the cache holds parsed pairs, so a parser change must re-parse."""
-    from . import parse
-    return hashlib.sha256(Path(parse.__file__).read_bytes()).hexdigest()[:12]
+    from importlib.resources import files
+    return hashlib.sha256(files(__package__).joinpath("parse.py").read_bytes()).hexdigest()[:12]
 
 
 def leaf_key(leaf: LeafResult, raw: bytes, teacher: Teacher, config: GenerateConfig) -> str:
