@@ -97,7 +97,7 @@ def test_smollm2_as_teacher_and_judge(served, sample_taxonomy, tmp_path):
     # One chunk, one pair per prompt, four completions each (n=4): 3 requests, 12 completions, batched
     # by the server. "[End]" stops a completion once its pair is written (a finished completion's
     # last pair counts without it). The server samples from the seed, so a run is repeatable here:
-    # seed 1 parsed 8 of 12 (SPROUT_REAL_TEACHER_SEED measures others).
+    # seeds 1-4 parsed 8, 9, 8 and 5 of 12 (SPROUT_REAL_TEACHER_SEED measures others).
     seed = int(os.environ.get("SPROUT_REAL_TEACHER_SEED", "1"))
     config = GenerateConfig(samples=4, short_pairs=1, long_pairs=1, skill_tasks=4, skill_pairs=1,
                             params=GenParams(temperature=0.7, max_tokens=96, seed=seed, stop=("[End]",)))
