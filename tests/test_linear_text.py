@@ -10,6 +10,7 @@ Where a regex was replaced by a scanner, a seeded fuzz checks the results are un
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import random
 import re
@@ -53,10 +54,22 @@ EXPLOITS = [
 ]
 
 
-def _timed(fn, text):
-    start = time.perf_counter()
-    fn(text)
-    return time.perf_counter() - start
+def _timed(fn, text, tries: int = 3):
+    """The best of up to ``tries`` runs, with the collector off: a full collection of the test
+    session's heap or a busy core can add a second to one run (seen once in CI), while a
+    super-linear scanner is over the limit every time (minutes, for the quadratic ones)."""
+    best = float("inf")
+    gc.disable()
+    try:
+        for _ in range(tries):
+            start = time.perf_counter()
+            fn(text)
+            best = min(best, time.perf_counter() - start)
+            if best <= LIMIT:
+                break
+    finally:
+        gc.enable()
+    return best
 
 
 def _prompt(text):
