@@ -1,4 +1,4 @@
-"""The benchmarks .ci/run calls run in a clone without ../shared: each corpus-based part says in
+"""The corpus-based benchmarks (validator, filter, webhook) run in a clone without ../shared: each says in
 one line what it skipped and how to include it, and the bench still finishes."""
 
 import os
