@@ -16,7 +16,7 @@ from pipeline.filter.judge import judge_filter
 from pipeline.filter.run import FilterConfig, read_replies, run_filters, screen
 from pipeline.sdg.generate import GenerateConfig, cache_root, generate, read_jsonl
 from pipeline.sdg.teachers import OpenAITeacher, TeacherError
-from tests.sdg.test_teachers_http import serve
+from tests.sdg.test_teachers_http import endpoints, serve
 
 LEAVES = ["knowledge/history", "compositional_skills/writing"]
 CONFIG = GenerateConfig(samples=1, short_pairs=2, long_pairs=1, skill_tasks=4, skill_pairs=2)
@@ -74,15 +74,8 @@ def endpoint(jitter: float = 0.0, refuse_after: int | None = None):
 
 @pytest.fixture
 def servers():
-    made = []
-
-    def make(**kw):
-        server, url, state = endpoint(**kw)
-        made.append(server)
-        return url, state
-    yield make
-    for s in made:
-        s.should_exit = True
+    with endpoints(endpoint) as make:
+        yield make
 
 
 def _records(out):

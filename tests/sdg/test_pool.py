@@ -12,7 +12,7 @@ from pipeline.sdg.generate import GenerateConfig, cache_root, generate
 from pipeline.sdg.parse import classify
 from pipeline.sdg.pool import Window, retry_after
 from pipeline.sdg.teachers import GenParams, OpenAITeacher, TeacherError
-from tests.sdg.test_teachers_http import serve
+from tests.sdg.test_teachers_http import endpoints, serve
 
 ANSWER = "[Question]\nWhat is it?\n[Answer]\nIt is a thing.\n[End]"
 
@@ -53,15 +53,8 @@ def endpoint(capacity: int | None = None, delay: float = 0.05, refuse_after: int
 
 @pytest.fixture
 def server_factory():
-    servers = []
-
-    def make(**kw):
-        server, url, state = endpoint(**kw)
-        servers.append(server)
-        return url, state
-    yield make
-    for s in servers:
-        s.should_exit = True
+    with endpoints(endpoint) as make:
+        yield make
 
 
 def _leaves():

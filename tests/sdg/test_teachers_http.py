@@ -1,6 +1,7 @@
 """The HTTP teacher against a real `sprout model serve` on loopback, and against a server that
 misbehaves (malformed, empty, truncated, slow answers, 5xx)."""
 
+import contextlib
 import json
 import socket
 import threading
@@ -26,6 +27,23 @@ def serve(app) -> tuple[uvicorn.Server, str]:
     while not server.started:
         time.sleep(0.01)
     return server, f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def endpoints(start):
+    """``make(**kw)`` starts a fake endpoint with ``start(**kw)`` -> (server, url, state) and
+    returns (url, state); every one started is stopped on exit."""
+    made = []
+
+    def make(**kw):
+        server, url, state = start(**kw)
+        made.append(server)
+        return url, state
+    try:
+        yield make
+    finally:
+        for server in made:
+            server.should_exit = True
 
 
 @pytest.fixture(scope="module")
