@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.runplace import RunPlace
 from pipeline.storage import Storage, StorageError, is_uri, redact
-from pipeline.train.ray_train import needed_by, owned_by
+from pipeline.train.ray_train import _record_failure, needed_by, owned_by
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +135,18 @@ def test_checkpoint_files_each_rank_uploads_and_restores():
     assert [f for f in files if owned_by(f, 1)] == [files[2]]
     assert [f for f in files if needed_by(f, 1)] == [files[0], files[2]]
     assert [f for f in files if needed_by(f, 11)] == [files[0], files[3]]
+
+
+def test_a_failed_attempt_is_recorded_per_rank_and_a_broken_store_does_not_mask_it(store_uri, tmp_path):
+    try:
+        raise RuntimeError("gloo: Connection reset by peer")
+    except RuntimeError as e:
+        _record_failure(tmp_path, 1, e, Storage(store_uri))
+        _record_failure(tmp_path, 1, e, object())  # no upload method: swallowed, the line is kept
+    lines = [json.loads(x) for x in (tmp_path / "ray_failures-rank1.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and lines[0]["rank"] == 1 and "Connection reset" in lines[0]["error"]
+    assert "test_storage.py" in lines[0]["where"]
+    assert Storage(store_uri).exists("ray_failures-rank1.jsonl")
 
 
 def test_uris_and_redaction():

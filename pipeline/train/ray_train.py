@@ -172,9 +172,29 @@ def _worker(config: dict) -> None:
         if pause[0] == tag:
             time.sleep(float(pause[1]))
 
-    train(cfg, progress=False, on_checkpoint=report, files=files)
+    try:
+        train(cfg, progress=False, on_checkpoint=report, files=files)
+    except BaseException as e:  # Ray restarts the group; what failed is kept beside the restores
+        _record_failure(out, rank, e, store)
+        raise
     if store is not None:  # all of it is in the store now: the node-local folder goes
         shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def _record_failure(out: Path, rank: int, error: BaseException, store=None) -> None:
+    """One line per failed attempt in ``ray_failures.jsonl`` (a worker killed outright leaves
+    none: Ray logs those). Best effort: it must not mask the error that Ray acts on."""
+    import traceback
+    try:
+        line = {"rank": rank, "at": time.time(), "error": repr(error)[:500],
+                "where": "".join(traceback.format_exception(error)[-3:])[-2000:]}
+        name = f"ray_failures-rank{rank}.jsonl"
+        with open(out / name, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+        if store is not None:
+            store.upload(out / name, name)
+    except Exception:
+        pass
 
 
 def train_on_ray(config: TrainConfig, workers: int = 1, use_gpu: bool = False,

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -289,10 +290,15 @@ def test_a_ray_worker_killed_mid_phase_2_resumes_from_storage_to_the_same_curve(
             curves[name] = {(r["phase"], r["step"]): r["loss"] for r in rows}  # a step redone: last wins
             if crash:
                 assert (tmp_path / name / ".crashed-skills-3").exists()  # it did die
-                restores = (tmp_path / name / "ray_restores.jsonl").read_text().splitlines()
-                # resumed once, from a checkpoint Ray had registered in storage before the kill
-                # (skills-step2, or the end of phase 1 when the kill beat step 2's registration)
-                assert len(restores) == 1 and (json.loads(restores[0])["tag"] == "skills-step2" or json.loads(restores[0])["tag"].startswith("knowledge-"))
+                tags = [json.loads(x)["tag"] for x in (tmp_path / name / "ray_restores.jsonl").read_text().splitlines()]
+                # resumed from a checkpoint Ray had registered in storage before the kill (skills-step2,
+                # or the end of phase 1 when the kill beat step 2's registration). A loaded CI machine
+                # once lost a worker in phase 1 as well: Ray replaced the group twice, within
+                # max_failures, and the curve still had to match; that is reported, not failed.
+                assert tags and (tags[-1] == "skills-step2" or tags[-1].startswith("knowledge-")), tags
+                if len(tags) > 1:
+                    failures = [x for f in (tmp_path / name).glob("ray_failures-rank*.jsonl") for x in f.read_text().splitlines()]
+                    warnings.warn(f"{len(tags)} restores {tags}; recorded failures: {failures or 'none (killed outright)'}")
     finally:
         ray.shutdown()
     stored = list((tmp_path / "storage-killed" / "train").glob("*-skills-step*"))
