@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.runplace import RunPlace
 from pipeline.storage import Storage, StorageError, is_uri, redact
-from pipeline.train.ray_train import _record_failure, needed_by, owned_by
+from pipeline.train.ray_train import RayFiles, _record_failure, needed_by, owned_by
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +147,32 @@ def test_a_failed_attempt_is_recorded_per_rank_and_a_broken_store_does_not_mask_
     assert len(lines) == 2 and lines[0]["rank"] == 1 and "Connection reset" in lines[0]["error"]
     assert "test_storage.py" in lines[0]["where"]
     assert Storage(store_uri).exists("ray_failures-rank1.jsonl")
+
+
+def test_a_restore_from_a_late_registered_phase_1_checkpoint_keeps_the_exported_phases_curve(tmp_path):
+    """Ray registered only knowledge-step4 before the group died in the skills phase: the loop will
+    skip the exported knowledge phase, so its steps 5-6 must stay in the curve; the skills rows of the
+    dead attempt go (they are redone)."""
+    import pyarrow.fs as pafs
+    from types import SimpleNamespace
+    row = lambda phase, step: json.dumps({"phase": phase, "step": step, "loss": 1.0 / step}) + "\n"
+    ckpt = tmp_path / "reported"
+    (ckpt / "checkpoints" / "knowledge-step4").mkdir(parents=True)
+    (ckpt / "checkpoints" / "latest").write_text("knowledge-step4")
+    (ckpt / "checkpoints" / "knowledge-step4" / "mp_rank_00_model_states.pt").write_bytes(b"m")
+    (ckpt / "checkpoints" / "knowledge-step4" / "zero_pp_rank_1_mp_rank_00_optim_states.pt").write_bytes(b"o1")
+    (ckpt / "metrics.jsonl").write_text("".join(row("knowledge", i) for i in range(1, 5)))
+    out = tmp_path / "run"
+    (out / "knowledge").mkdir(parents=True)
+    (out / "knowledge" / "sprout_phase.json").write_text("{}")
+    (out / "metrics.jsonl").write_text("".join([row("knowledge", i) for i in range(1, 7)] + [row("skills", 1), row("skills", 2)])
+                                       + '{"phase": "skills", "st')  # cut by the kill
+    checkpoint = SimpleNamespace(filesystem=pafs.LocalFileSystem(), path=str(ckpt))
+    assert RayFiles(0).restore(checkpoint, out) == "knowledge-step4"
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["phase"], r["step"]) for r in rows] == [("knowledge", i) for i in range(1, 7)]
+    assert (out / "checkpoints" / "latest").read_text() == "knowledge-step4"
+    assert not list((out / "checkpoints" / "knowledge-step4").glob("zero_pp_rank_1_*"))  # rank 0's files only
 
 
 def test_uris_and_redaction():

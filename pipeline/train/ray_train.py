@@ -102,8 +102,10 @@ class RayFiles(SharedFolder):
         tag = latest.decode().strip()
         src.download(f"checkpoints/{tag}", out / "checkpoints" / tag, keep=lambda n: needed_by(n, self.rank))
         if self.rank == 0 and src.exists("metrics.jsonl"):
+            done = _rows_of_exported_phases(out)
             (out / "metrics.jsonl").unlink(missing_ok=True)  # the curve up to the checkpoint, redone after
             src.download("", out, keep=lambda n: n == "metrics.jsonl")
+            _append_missing(out / "metrics.jsonl", done)
         tmp = out / "checkpoints" / f".latest.restore-{self.rank}"
         tmp.write_text(tag)
         os.replace(tmp, out / "checkpoints" / "latest")
@@ -114,6 +116,37 @@ class RayFiles(SharedFolder):
             if self.store is not None:
                 self.store.upload(out / "ray_restores.jsonl", "ray_restores.jsonl")
         return tag
+
+
+def _rows_of_exported_phases(out: Path) -> list[dict]:
+    """This folder's metric rows of phases it has exported. Ray may register checkpoints late: a
+    group that died early in phase 2 can resume from a phase-1 checkpoint whose curve stops short,
+    while the loop skips phase 1 (its export is here) and would never write the rest again."""
+    rows = []
+    if (out / "metrics.jsonl").exists():
+        for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line cut by the kill
+                continue
+            if isinstance(row, dict) and (out / str(row.get("phase")) / "sprout_phase.json").exists():
+                rows.append(row)
+    return rows
+
+
+def _append_missing(path: Path, rows: list[dict]) -> None:
+    have = set()
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                have.add((row.get("phase"), row.get("step")))
+            except (ValueError, AttributeError):
+                continue
+    extra = [r for r in rows if (r.get("phase"), r.get("step")) not in have]
+    if extra:
+        with open(path, "a", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in extra)
 
 
 def _localise(cfg: TrainConfig, rank: int) -> tuple[TrainConfig, object]:
