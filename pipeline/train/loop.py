@@ -539,9 +539,22 @@ def _checkpoint(engine, ckpt_dir: Path, phase: Phase, epoch: int, micro: int, op
     tmp = ckpt_dir / f".latest.{rank}"
     tmp.write_text(tag)
     os.replace(tmp, ckpt_dir / "latest")
-    tags = sorted((p for p in ckpt_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    for old in tags[:-config.keep_checkpoints]:  # keep the newest few
-        shutil.rmtree(old, ignore_errors=True)
+    prune_checkpoints(ckpt_dir, config.keep_checkpoints)
+
+
+def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
+    """Remove all but the newest ``keep`` checkpoint tags. Ranks sharing one folder prune it at
+    once: a tag another rank has just removed is skipped (a stat of one killed a rank of a
+    two-worker CI run, and Ray restarted the whole group)."""
+    dated = []
+    for p in ckpt_dir.iterdir():
+        try:
+            if p.is_dir():
+                dated.append((p.stat().st_mtime, p.name))
+        except FileNotFoundError:
+            continue
+    for _, name in sorted(dated)[:-keep]:
+        shutil.rmtree(ckpt_dir / name, ignore_errors=True)
 
 
 def _export(engine, model, tokenizer, dest: Path, ckpt_dir: Path, tag: str, config: TrainConfig, rank: int,
