@@ -20,40 +20,6 @@ def test_reader_questions_from_statements():
     assert offline.topic_of("Brenvik Isle (a fictional island) > History") == "Brenvik Isle"
 
 
-def test_numbers_in_words_are_asked_for():
-    """The other forms' regexes want digits: a number in words was asked at most once."""
-    ask = lambda s: [q for q, a in offline.numbers(s) if a == s]  # noqa: E731
-    assert ask("The crossing takes three hours and forty minutes.") == ["How long does the crossing take?"]
-    assert ask("The ferry sails twice a week in winter.") == ["How many times does the ferry sail a week in winter?"]
-    assert ask("The club is run by a board, which has seven members.") == \
-        ["The club is run by a board, which has how many members?"]
-    assert ask("The wardens are elected every four years by every islander.") == \
-        ["The wardens are elected how often by every islander?"]
-    assert ask("The island has one town, where about 2,340 people live.") == \
-        ["The island has one town, where about how many people live?"]
-    assert ask("The island is 19 kilometres long.") == ["The island is how many kilometres long?"]
-    assert offline.numbers("The council meets in the Tide Hall.") == []
-
-
-def test_a_name_given_earlier_in_the_chunk_is_used_in_full():
-    """"The regatta remembers ..." is asked about the Lantern Regatta, the name a reader uses."""
-    names = {}
-    for s in ("The Lantern Regatta is held on Brenvik Isle every year on 14 March.",
-              "Brenvik Isle is governed by the Council of Nine Wardens."):
-        offline.remember_names(s, names)
-    assert offline.name_in_full("The regatta remembers the sailors lost in 1702.", names) == \
-        "The Lantern Regatta remembers the sailors lost in 1702."
-    assert offline.name_in_full("The council meets in the Tide Hall.", names) == \
-        "The Council of Nine Wardens meets in the Tide Hall."
-    # the wardens are not the council; a head noun never seen stays as it is
-    assert offline.name_in_full("The wardens are elected every four years.", names) == "The wardens are elected every four years."
-    doc = "The Lantern Regatta is held every year on 14 March. The regatta remembers the sailors lost in the Long Gale."
-    text = "".join(offline.knowledge(render("knowledge_short", domain="d", document=doc, examples="", n=3,
-                                            title="Brenvik Isle > Festivals"), sample) for sample in (0, 1))
-    assert "The Lantern Regatta remembers the sailors lost in the Long Gale." in text
-    assert "The regatta remembers" not in text
-
-
 def test_every_fact_bearing_sentence_is_asked_and_answered_with_its_fact():
     doc = ("Brenvik Isle was first settled in 1487 by a band of herring fishers led by Oda Marrant. "
            "The crossing takes three hours and forty minutes. There are no cars on Brenvik Isle.")

@@ -244,89 +244,6 @@ def subject(sentence: str) -> tuple[str, str] | None:
     return (f"What does the text say about {_lower_first(m.group('subj'))}?", sentence.strip()) if m else None
 
 
-_VERB_FIRST = re.compile(r"^(?P<subj>(?:The|A|An) [a-z][\w-]*(?: [a-z][\w-]*)?) (?P<verb>(?!is$|was$)[a-z]+s)$")
-_HEDGES = ("about", "around", "nearly", "roughly", "over", "at least")
-_NOT_A_UNIT = {"of", "and", "or", "in", "on", "at", "to", "by", "a", "an", "the"}
-
-
-def _base(verb: str) -> str:
-    """"takes" -> "take", "has" -> "have", "passes" -> "pass": the form after "does"."""
-    if verb in ("has", "does", "goes"):
-        return {"has": "have", "does": "do", "goes": "go"}[verb]
-    if verb.endswith(("sses", "shes", "ches", "xes")):
-        return verb[:-2]
-    return verb[:-3] + "y" if verb.endswith("ies") else verb[:-1]
-
-
-def _ask_for(text: str, dim: str, before: str, after: str) -> tuple[str, str, str] | None:
-    """(question phrase, text before, text after) for a number fact: "every four years" is asked
-    "how often", a time "how long", a count "how many" and its noun."""
-    if before.endswith("every") and (len(before) == 5 or not before[-6].isalnum()):
-        return "how often", before[:-5].rstrip(), after
-    hedge = next((h for h in _HEDGES if before.endswith(h) and (len(before) == len(h) or before[-len(h) - 1] == " ")), "")
-    before = before[:len(before) - len(hedge)].rstrip()
-    head = f"{hedge} " if hedge else ""
-    if dim == "time":
-        return f"{head}how long", before, after
-    if text.lower() in ("once", "twice", "thrice"):
-        return f"{head}how many times", before, after
-    words = text.split()
-    if len(words) > 1 and words[-1].isalpha():  # "612 metres"
-        return f"{head}how many {words[-1]}", before, after
-    noun = after.split(None, 1)  # "seven members", "2,340 people"
-    if noun and noun[0].isalpha() and noun[0].islower() and noun[0] not in _NOT_A_UNIT:
-        return f"{head}how many {noun[0]}", before, after[len(after) - len(after.lstrip()) + len(noun[0]):]
-    return None
-
-
-def numbers(sentence: str, topic: str | None = None) -> list[tuple[str, str]]:
-    """Each number the sentence gives, in digits or in words ("three hours and forty minutes",
-    "twice", "seven members"), asked for: the reader's question where the sentence is "The X
-    verbs <number> ..." ("How long does the crossing take?"), else in place ("The ferry sails how
-    many times a week in winter ...?"). The regexes of the other forms want digits, so a number
-    in words was asked at most once. The answer is the sentence."""
-    from ..eval.facts import extract
-    s = sentence.strip().rstrip(".!")
-    out = []
-    for f in [f for f in extract(s) if f.kind == "number"][:FACTS_PER_SENTENCE]:
-        at = s.find(f.text)
-        ask = _ask_for(f.text, f.value.split(" ", 1)[-1], s[:at].rstrip(), s[at + len(f.text):]) if at > 0 else None
-        if not ask:
-            continue
-        phrase, before, after = ask
-        m = _VERB_FIRST.match(before)
-        if m:
-            q = f"{phrase[:1].upper()}{phrase[1:]} does {_lower_first(m.group('subj'))} {_base(m.group('verb'))}{after}"
-        else:
-            q = f"{before} {phrase}{after}"
-        out.append((q.rstrip(" ,") + "?", sentence.strip()))
-    return out
-
-
-_THE_HEAD = re.compile(r"^The ([a-z]{3,})\b")
-
-
-def name_in_full(sentence: str, names: dict[str, str]) -> str:
-    """"The regatta remembers ..." after "The Lantern Regatta is held ..." in the same chunk ->
-    "The Lantern Regatta remembers ...": a question made from the sentence then names what it
-    asks about, as a reader's question does ("Whom does the Lantern Regatta remember?").
-    ``names``: the head noun of each name seen so far in the chunk -> the name."""
-    m = _THE_HEAD.match(sentence)
-    full = names.get(m.group(1)) if m else None
-    return f"The {full}{sentence[m.end():]}" if full else sentence
-
-
-def remember_names(sentence: str, names: dict[str, str]) -> None:
-    """Adds the sentence's names of two or more words under their head noun ("Council of Nine
-    Wardens" under "council", not "wardens"; "Lantern Regatta" under "regatta")."""
-    from ..eval.facts import extract
-    for f in [f for f in extract(sentence) if f.kind == "name"][:FACTS_PER_SENTENCE]:
-        words = f.text.split()
-        head = words[:words.index("of")] if "of" in words else words
-        if len(words) >= 2 and head and head[-1].isalpha():
-            names[head[-1].lower()] = f.text
-
-
 def passages(sents: list[str], topic: str, sample: int, sizes: tuple[int, ...] = (2, 3)) -> list[str]:
     """The document itself as training text: every run of two and of three sentences, quoted
     from its first words. Overlapping passages differ enough for the near-duplicate filter, so
@@ -359,12 +276,10 @@ def knowledge(prompt: Prompt, sample: int) -> str:
         # and each answer states it. ``n`` is a model teacher's batch size; coverage wins here.
         topic = topic_of(v.get("title"))
         things: set[str] = set()
-        names: dict[str, str] = {}
         for i, raw in enumerate(sents):
-            s = name_in_full(resolve(raw, topic), names)
-            remember_names(raw, names)
+            s = resolve(raw, topic)
             forms = [qa for qa in (inverted(s), wh_question(s), definition(s), negative(s), cloze(s)) if qa]
-            forms += abouts(s, topic) + when(s, topic) + numbers(s, topic) + keywords(s, things)
+            forms += abouts(s, topic) + when(s, topic) + keywords(s, things)
             forms = forms or [qa for qa in (subject(s),) if qa]
             seen = set()
             for j, (q, a) in enumerate(forms):
