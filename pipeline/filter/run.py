@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -192,12 +194,23 @@ def run_filters_by_leaf(records: list[dict], leaves: dict[str, dict], config: Fi
     return merge_results(results)
 
 
+@functools.lru_cache(maxsize=None)
+def code_digest() -> str:
+    """The filters' own source: the cache holds their decisions, so a change to any filter must
+    filter again (read through importlib.resources, so it works from a wheel)."""
+    from importlib.resources import files
+    h = hashlib.sha256()
+    for f in sorted(files(__package__).iterdir(), key=lambda f: f.name):
+        if f.name.endswith(".py"):
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def run_filters_cached(records: list[dict], leaves: dict[str, dict], config: FilterConfig = FilterConfig(),
                        teacher=None, replies: dict[str, str] | None = None) -> tuple[list[dict], dict, list[str]]:
     """Leaf by leaf, each leaf's result cached under a hash of its records, its leaf info, the
-    filter config and the judge: a rerun after a one-leaf change filters one leaf.
+    filter config, the filters' code and the judge: a rerun after a one-leaf change filters one leaf.
     Returns (kept, report, leaves actually filtered)."""
-    import hashlib
     from dataclasses import asdict
 
     from ..sdg.generate import cache_root, read_jsonl, write_jsonl
@@ -205,7 +218,8 @@ def run_filters_cached(records: list[dict], leaves: dict[str, dict], config: Fil
     cache = cache_root().parent / "filter"
     cache.mkdir(parents=True, exist_ok=True)
     groups = group_by_leaf(records, leaves)
-    conf = json.dumps(asdict(config), sort_keys=True, default=str) + str(getattr(teacher, "identity", None))
+    conf = json.dumps(asdict(config), sort_keys=True, default=str) + str(getattr(teacher, "identity", None)) \
+        + code_digest()
     results, fresh, todo = {}, [], []
     for path, rows in groups.items():
         key = hashlib.sha256(json.dumps([rows, leaves.get(path, {}), conf], sort_keys=True,

@@ -141,6 +141,37 @@ def test_filter_cache_refilters_only_a_changed_leaf():
     assert fresh2 == [other] and rep2["totals"] == rep1["totals"]
 
 
+def test_filter_cache_refilters_when_a_filter_changes(monkeypatch):
+    """The cache holds the filters' decisions: a change to a filter's code must filter again."""
+    import pipeline.filter.run as run
+    rows = [rec("What is evaporation exactly?", "Evaporation is the change of liquid water into water vapour.", 1)]
+    cfg = FilterConfig(use_embeddings=False)
+    run.run_filters_cached(rows, {}, cfg)
+    assert run.run_filters_cached(rows, {}, cfg)[2] == []
+    digest = run.code_digest()
+    assert len(digest) == 12 and digest == run.code_digest()
+    monkeypatch.setattr(run, "code_digest", lambda: "edited-filter")
+    assert run.run_filters_cached(rows, {}, cfg)[2] == [LEAF]
+
+
+def test_short_passages_quoted_from_the_document_pass_the_long_answer_minimum():
+    """A long-shape answer under the minimum is dropped as a cut-off answer, unless it is two or
+    more whole sentences of its source chunk copied word for word (a passage of the document)."""
+    two = "Evaporation is the change of liquid water into water vapour. Most evaporation happens over the oceans,"
+    chunk = CHUNK + " Clouds form when the vapour cools."
+    rows = [rec('Quote the passage that begins "Evaporation is the change".', CHUNK, 1, shape="long", chunk=chunk),
+            rec("What follows the first sentence?", "Most evaporation happens over the oceans, which cover about "
+                "71 percent of Earth's surface. Clouds form when the vapour cools.", 2, shape="long", chunk=chunk),
+            rec("Describe evaporation in detail.", "Evaporation is the change of liquid water into water vapour.",
+                3, shape="long", chunk=chunk),  # one sentence: a cut-off long answer
+            rec("Describe the oceans in detail.", "Most evaporation happens over the oceans. They are large.",
+                4, shape="long", chunk=chunk),  # two sentences, not the document's
+            rec("Quote the first words of the passage.", two, 5, shape="long", chunk=chunk)]  # cut mid-sentence
+    out = format_filter(rows)
+    assert [r["id"] for r in out.kept] == ["r1", "r2"]
+    assert all("long answer" in why for _, why in out.dropped)
+
+
 def test_plain_torch_bert_matches_transformers():
     """The fast MiniLM path (no transformers import) gives the same embeddings as transformers."""
     import numpy as np

@@ -78,3 +78,6 @@ def test_cpu_knowledge_epochs_follow_the_data_size():
     assert epochs(5000) == [2, 1]
     assert epochs(5000, epochs=5) == [5, 5]
     assert [p.epochs for p in plan("lab", {"knowledge": 5000}, True, gpu=True).phases] == [7]
+    # knowledge at 3e-4 (measured against 2e-4 and 4e-4, see the recipe), skills gentler; --lr overrides both
+    assert [p.lr for p in plan("cpu", {"knowledge": 100, "skills": 90}, True).phases] == [3e-4, 5e-5]
+    assert [p.lr for p in plan("cpu", {"knowledge": 100, "skills": 90}, True, lr=1e-4).phases] == [1e-4, 1e-4]
