@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
 from .base import FilterResult, normalize
@@ -25,13 +24,15 @@ class FormatConfig:
     by construction: the short ones carried a fact each, 21 were dropped in one demo run)."""
 
 
-_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
+def _sentence_ends(text: str) -> int:
+    """Sentence ends ('.', '!' or '?' before a space or the end), in one pass."""
+    return sum(1 for i, c in enumerate(text) if c in ".!?" and (i + 1 == len(text) or text[i + 1].isspace()))
 
 
 def quotes_source(r: dict) -> bool:
     """The answer is two or more sentences copied word for word from the record's source chunk."""
     a, chunk = (r.get("answer") or "").strip(), r.get("source_chunk") or ""
-    return len(_SENTENCE_END.findall(a)) >= 2 and f" {normalize(a)} " in f" {normalize(chunk)} "
+    return _sentence_ends(a) >= 2 and f" {normalize(a)} " in f" {normalize(chunk)} "
 
 
 def format_filter(records: list[dict], config: FormatConfig = FormatConfig()) -> FilterResult:
