@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import hashlib
 from importlib.resources import as_file, files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -40,3 +41,15 @@ def local_path(name: str) -> Path:
     recipe's replay sources). The installed file itself when the package is a folder; extracted
     once per process when it is imported from a zip."""
     return Path(_held.enter_context(as_file(resource(name))))
+
+
+@functools.lru_cache(maxsize=None)
+def source_digest(package: str, only: tuple[str, ...] = ()) -> str:
+    """A short hash of a package's own ``.py`` files (or just ``only``), read through
+    importlib.resources so a wheel hashes what it runs: caches that hold a module's output key
+    on it, so an edit to that module recomputes."""
+    h = hashlib.sha256()
+    for f in sorted(files(package).iterdir(), key=lambda f: f.name):
+        if f.name.endswith(".py") and (not only or f.name in only):
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]

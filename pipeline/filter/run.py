@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections import Counter, defaultdict
@@ -194,16 +193,11 @@ def run_filters_by_leaf(records: list[dict], leaves: dict[str, dict], config: Fi
     return merge_results(results)
 
 
-@functools.lru_cache(maxsize=None)
 def code_digest() -> str:
     """The filters' own source: the cache holds their decisions, so a change to any filter must
-    filter again (read through importlib.resources, so it works from a wheel)."""
-    from importlib.resources import files
-    h = hashlib.sha256()
-    for f in sorted(files(__package__).iterdir(), key=lambda f: f.name):
-        if f.name.endswith(".py"):
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:12]
+    filter again."""
+    from ..package_data import source_digest
+    return source_digest(__package__)
 
 
 def run_filters_cached(records: list[dict], leaves: dict[str, dict], config: FilterConfig = FilterConfig(),

@@ -4,7 +4,6 @@ generates nothing, and a change to one leaf regenerates that leaf only."""
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import hashlib
 import json
 import os
@@ -66,11 +65,10 @@ def slug(path: str) -> str:
     return path.removesuffix("/qna.yaml").replace("/", "__")
 
 
-@functools.lru_cache(maxsize=None)
 def parser_digest() -> str:
     """The parser's own source: the cache holds parsed pairs, so a parser change must re-parse."""
-    from importlib.resources import files
-    return hashlib.sha256(files(__package__).joinpath("parse.py").read_bytes()).hexdigest()[:12]
+    from ..package_data import source_digest
+    return source_digest(__package__, ("parse.py",))
 
 
 def leaf_key(leaf: LeafResult, raw: bytes, teacher: Teacher, config: GenerateConfig) -> str:

@@ -118,31 +118,30 @@ class RayFiles(SharedFolder):
         return tag
 
 
-def _rows_of_exported_phases(out: Path) -> list[dict]:
-    """This folder's metric rows of phases it has exported. Ray may register checkpoints late: a
-    group that died early in phase 2 can resume from a phase-1 checkpoint whose curve stops short,
-    while the loop skips phase 1 (its export is here) and would never write the rest again."""
+def _metric_rows(path: Path) -> list[dict]:
+    """The rows of a metrics file, without a last line cut by a kill."""
     rows = []
-    if (out / "metrics.jsonl").exists():
-        for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:  # a line cut by the kill
-                continue
-            if isinstance(row, dict) and (out / str(row.get("phase")) / "sprout_phase.json").exists():
-                rows.append(row)
-    return rows
-
-
-def _append_missing(path: Path, rows: list[dict]) -> None:
-    have = set()
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 row = json.loads(line)
-                have.add((row.get("phase"), row.get("step")))
-            except (ValueError, AttributeError):
+            except ValueError:
                 continue
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows
+
+
+def _rows_of_exported_phases(out: Path) -> list[dict]:
+    """This folder's metric rows of phases it has exported. Ray may register checkpoints late: a
+    group that died early in phase 2 can resume from a phase-1 checkpoint whose curve stops short,
+    while the loop skips phase 1 (its export is here) and would never write the rest again."""
+    return [r for r in _metric_rows(out / "metrics.jsonl")
+            if (out / str(r.get("phase")) / "sprout_phase.json").exists()]
+
+
+def _append_missing(path: Path, rows: list[dict]) -> None:
+    have = {(r.get("phase"), r.get("step")) for r in _metric_rows(path)}
     extra = [r for r in rows if (r.get("phase"), r.get("step")) not in have]
     if extra:
         with open(path, "a", encoding="utf-8") as f:
@@ -215,7 +214,7 @@ def _worker(config: dict) -> None:
 
 
 def _record_failure(out: Path, rank: int, error: BaseException, store=None) -> None:
-    """One line per failed attempt in ``ray_failures.jsonl`` (a worker killed outright leaves
+    """One line per failed attempt in ``ray_failures-rank<rank>.jsonl`` (a worker killed outright leaves
     none: Ray logs those). Best effort: it must not mask the error that Ray acts on."""
     import traceback
     try:
