@@ -61,6 +61,9 @@ class RunConfig:
     """Train only the top N layers (0: every weight); None: the recipe's choice."""
     lr: float | None = None
     """Override the recipe's learning rate (both phases)."""
+    precision: str = "auto"
+    """'auto': the recipe's (bf16 on a GPU that has it natively or, in the cpu recipe, on a CPU
+    with AMX; else fp32), 'bf16' or 'fp32'."""
     gradient_checkpointing: bool | None = None
     """None: on when the model's size leaves the GPU too little room without it (train/recipe.py)."""
     start_from: str = "base"
@@ -417,7 +420,8 @@ class Run:
                            "and that torch is a CUDA build)")
         try:
             chosen = plan(c.recipe, sizes, student["pretrained"], gpu=torch.cuda.is_available(), epochs=c.epochs,
-                          train_layers=c.train_layers, lr=c.lr)
+                          train_layers=c.train_layers, lr=c.lr,
+                          cpu_bf16=None if c.precision == "auto" else c.precision == "bf16")
         except ValueError as e:
             raise RunError(f"train: {e}") from None
         layers_total = getattr(AutoConfig.from_pretrained(base), "num_hidden_layers", None)
@@ -426,7 +430,7 @@ class Run:
         tc = TrainConfig(student=str(base), out=str(self.out / "model"), phases=chosen.phases, data_dir=str(data),
                          max_len=1024, max_steps=c.max_steps, gradient_checkpointing=c.gradient_checkpointing,
                          seed=c.seed, checkpoint_every=c.checkpoint_every, train_layers=chosen.train_layers,
-                         precision="auto")  # bf16 where the GPU has it natively (loop._precision)
+                         precision=chosen.precision if c.precision == "auto" else c.precision)
         if c.workers > 1:
             from dataclasses import replace
 

@@ -82,6 +82,15 @@ def test_the_issue_examples():
     assert check("The capital of Italy is Paris.", facts, q)["wrong"] == ["name Paris"]
 
 
+def test_the_questions_own_words_capitalised_are_not_another_name():
+    q = "Where does the Brenvik council meet?"
+    facts = key_facts(q, "The council meets in the Tide Hall.")
+    assert check("The Brenvik Council meets in the Tide Hall.", facts, q) == {"hit": True, "found": ["tide hall"], "wrong": []}
+    assert check("The Brenvik Council meets in the Harbour Hall.", facts, q)["wrong"] == ["name Harbour Hall"]
+    q = "Who founded Amberlow?"
+    assert check("James Amberlow founded it.", key_facts(q, "Oda Marrant founded Amberlow."), q)["wrong"] == ["name James Amberlow"]
+
+
 def test_numbers_words_units_and_dates_are_normalised():
     values = lambda text: sorted((f.kind, f.value) for f in extract(text))  # noqa: E731
     assert values("three hours and forty minutes") == values("220 minutes") == [("number", "220 time")]

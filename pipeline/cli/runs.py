@@ -16,7 +16,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        placement=args.placement, teacher=args.teacher, teacher_model=args.model,
                        teacher_concurrency=args.teacher_concurrency, student=args.student,
                        judge=args.judge, judge_model=args.judge_model, recipe=args.recipe,
-                       train_layers=args.train_layers, lr=args.lr, probe_questions=args.probe_questions,
+                       train_layers=args.train_layers, lr=args.lr, precision=args.precision, probe_questions=args.probe_questions,
                        start_from=args.start_from, workers=args.workers, gpu=args.gpu, epochs=args.epochs,
                        max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
                        embeddings=not args.no_embeddings,

@@ -20,6 +20,9 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-layers", type=int, metavar="N",
                    help="train only the top N transformer layers (0: full fine-tuning); default: the recipe's")
     p.add_argument("--lr", type=float, help="override the recipe's learning rate (both phases)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="auto (default): bf16 on a GPU that has it natively (compute capability 8+) and, "
+                        "in the cpu recipe, on a CPU with AMX; else fp32. bf16 keeps fp32 masters")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="recompute activations in the backward pass (less memory, ~1/3 more compute); "
                         "default: on when the model's size leaves the GPU too little room without it")
@@ -52,14 +55,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                 continue
             sizes[base.name] = len(read_messages(data / name))
         chosen = plan(args.recipe, sizes, describe(Path(student))["pretrained"], gpu=args.gpu and torch.cuda.is_available(),
-                      epochs=args.epochs, train_layers=args.train_layers, lr=args.lr)
+                      epochs=args.epochs, train_layers=args.train_layers, lr=args.lr,
+                      cpu_bf16=None if args.precision == "auto" else args.precision == "bf16")
         phases = list(chosen.phases)
     except (DatasetError, ValueError) as e:
         print(f"sprout train: {e}", file=sys.stderr)
         return 2
     config = TrainConfig(student=student, out=args.out, phases=tuple(phases), data_dir=str(data),
                          max_len=args.max_len, tokens_per_micro_batch=args.tokens_per_micro_batch,
-                         zero_stage=args.zero, offload=args.offload, precision=args.precision,
+                         zero_stage=args.zero, offload=args.offload, precision=chosen.precision if args.precision == "auto" else args.precision,
                          checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, seed=args.seed,
                          train_layers=chosen.train_layers, attention=args.attention,
                          gradient_checkpointing=args.gradient_checkpointing)
@@ -104,8 +108,6 @@ def register(sub) -> None:
     t.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")
     t.add_argument("--zero", type=int, choices=[0, 1, 2, 3], default=2, help="ZeRO stage (default: 2)")
     t.add_argument("--offload", action="store_true", help="ZeRO CPU offload of optimizer state")
-    t.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="auto (default): bf16 on a GPU that has it natively (compute capability 8+), else fp32")
     t.add_argument("--attention", default="auto",
                    help="attention kernel for packed rows: auto (default: flash_attention_2 on a GPU with "
                         "flash-attn installed, else sprout_varlen, one causal call per packed sample), or a "

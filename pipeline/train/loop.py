@@ -129,10 +129,22 @@ def _dist_setup():
 
 
 def _precision(config: TrainConfig) -> str:
-    import torch
     if config.precision != "auto":
         return config.precision
     return "bf16" if native_bf16() else "fp32"
+
+
+def cpu_bf16() -> bool:
+    """bf16 matrix units on this CPU (Intel AMX, Sapphire Rapids and later), which oneDNN uses
+    for bf16 matmuls: SmolLM2-135M's top 15 layers trained 1.8x faster in bf16 than in fp32 on
+    2 such cores (bench/train_precision.py). Without AMX bf16 is emulated or only
+    vectorised, and fp32 is the safe choice."""
+    import torch
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe and probe()) and torch.backends.mkldnn.is_available()
+    except RuntimeError:
+        return False
 
 
 def native_bf16() -> bool:

@@ -75,10 +75,14 @@ class Plan:
     phases: tuple
     train_layers: int
     """0: every weight; N: the top N layers and the final norm."""
+    precision: str = "auto"
+    """'auto' (the loop's choice: bf16 on a GPU that has it natively, else fp32), 'bf16' or 'fp32'."""
 
     def describe(self, layers_total: int | None = None) -> str:
         what = "every weight" if not self.train_layers else \
             f"top {self.train_layers}{f' of {layers_total}' if layers_total else ''} layers"
+        if self.precision != "auto":
+            what += f", {self.precision}"
         return f"{self.recipe} ({what}; " + ", ".join(
             f"{p.name}: {p.epochs} epoch{'s' if p.epochs != 1 else ''}, lr {p.lr:g}, batch {p.effective_batch}"
             for p in self.phases) + ")"
@@ -93,8 +97,10 @@ def choose(recipe: str, pretrained: bool, gpu: bool) -> str:
 
 
 def plan(recipe: str, sizes: dict[str, int], pretrained: bool, gpu: bool = False, epochs: int | None = None,
-         train_layers: int | None = None, lr: float | None = None) -> Plan:
-    """``sizes``: samples per phase name present ('knowledge', 'skills'), in order."""
+         train_layers: int | None = None, lr: float | None = None, cpu_bf16: bool | None = None) -> Plan:
+    """``sizes``: samples per phase name present ('knowledge', 'skills'), in order. ``cpu_bf16``:
+    whether the CPU has bf16 matrix units (None: ask ``loop.cpu_bf16``); the cpu recipe trains
+    in bf16 there (fp32 masters and gradient sums, as on a GPU), in fp32 elsewhere."""
     name = choose(recipe, pretrained, gpu)
     base = {"lab": (LAB_PHASE1, LAB_PHASE2), "cpu": (CPU_PHASE1, CPU_PHASE2),
             "tiny": (LAB_PHASE1, LAB_PHASE2)}[name]
@@ -109,7 +115,13 @@ def plan(recipe: str, sizes: dict[str, int], pretrained: bool, gpu: bool = False
             n_epochs = cpu_knowledge_epochs(sizes[p.name])
         phases.append(replace(p, effective_batch=batch, lr=lr if lr is not None else rate, epochs=epochs or n_epochs))
     layers = train_layers if train_layers is not None else (CPU_TRAIN_LAYERS if name == "cpu" else 0)
-    return Plan(name, tuple(phases), layers)
+    precision = "auto"
+    if name == "cpu":
+        if cpu_bf16 is None:
+            from .loop import cpu_bf16 as probe
+            cpu_bf16 = probe()
+        precision = "bf16" if cpu_bf16 else "fp32"
+    return Plan(name, tuple(phases), layers, precision)
 
 
 def estimate_parameters(config) -> int:

@@ -81,3 +81,25 @@ def test_cpu_knowledge_epochs_follow_the_data_size():
     # knowledge at 3e-4 (measured against 2e-4 and 4e-4, see the recipe), skills gentler; --lr overrides both
     assert [p.lr for p in plan("cpu", {"knowledge": 100, "skills": 90}, True).phases] == [3e-4, 5e-5]
     assert [p.lr for p in plan("cpu", {"knowledge": 100, "skills": 90}, True, lr=1e-4).phases] == [1e-4, 1e-4]
+
+
+def test_the_cpu_recipe_trains_in_bf16_only_where_the_cpu_has_amx():
+    """bf16 (fp32 masters) where the CPU has bf16 matrix units, fp32 elsewhere; the GPU and smoke
+    recipes leave it to the loop (bf16 on a GPU that has it natively); the flag overrides."""
+    from pipeline.train.loop import cpu_bf16
+    from pipeline.train.recipe import plan
+    sizes = {"knowledge": 100, "skills": 90}
+    assert plan("cpu", sizes, True, cpu_bf16=True).precision == "bf16"
+    assert plan("cpu", sizes, True, cpu_bf16=False).precision == "fp32"
+    assert plan("cpu", sizes, True).precision == ("bf16" if cpu_bf16() else "fp32")
+    assert plan("lab", sizes, True, gpu=True, cpu_bf16=True).precision == "auto"
+    assert plan("auto", sizes, False, cpu_bf16=True).precision == "auto"  # tiny
+    assert "bf16" in plan("cpu", sizes, True, cpu_bf16=True).describe(30)
+
+
+def test_sprout_run_and_train_take_precision_into_the_recipe(tmp_path):
+    from pipeline.cli import build_parser
+    for cmd in (["run", "taxonomy"], ["train", str(tmp_path)]):
+        args = build_parser().parse_args(cmd + ["--precision", "fp32"])
+        assert args.precision == "fp32"
+        assert build_parser().parse_args(cmd).precision == "auto"
