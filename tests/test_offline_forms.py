@@ -58,3 +58,29 @@ def test_passages_survive_the_near_duplicate_filter():
         assert sum(fact in a for a in answers) >= 4, (fact, sum(fact in a for a in answers))
     passages = [r for r in kept if r["question"].startswith(("Quote the passage", "In the text on Brenvik Isle"))]
     assert len(passages) >= 4 and all(r["answer"].count(".") >= 2 for r in passages)
+
+
+def test_a_compound_sentences_later_fact_is_asked_of_its_own_clause():
+    s = "The islanders rebuilt the town in stone, and the Marrant Seawall was finished in 1711 to protect the harbour."
+    assert offline.clauses(s) == ["The Marrant Seawall was finished in 1711 to protect the harbour."]
+    assert offline.clauses("Brenvik Isle is governed by the Council of Nine Wardens.") == []
+    # a list of ways is not a clause of its own, nor is a part whose subject is a pronoun
+    assert offline.clauses("There are no cars on Brenvik Isle; islanders travel by bicycle, on foot, and by pony cart.") == []
+    assert offline.clauses("The mill burned in 1801, but it was rebuilt in 1803.") == []
+    pairs = []
+    for sample in (0, 1):
+        text = offline.knowledge(render("knowledge_short", domain="d", document=s, examples="", n=3,
+                                        title="Brenvik Isle > History"), sample)
+        pairs += [tuple(x.replace("\n[End]", "").strip() for x in p.split("[Answer]\n"))
+                  for p in text.split("[Question]\n")[1:]]
+    assert ("When was the Marrant Seawall finished to protect the harbour?",
+            "The Marrant Seawall was finished in 1711 to protect the harbour.") in pairs
+
+
+def test_generic_questions_name_their_document():
+    """"What does the text say about the ferry?" is the same question for every document with a
+    ferry: it names the document when the chunk's title gives one."""
+    assert offline.subject("The crossing takes three hours.", "Orrin Lake")[0] == \
+        "What does the text on Orrin Lake say about the crossing?"
+    assert offline.keywords("The ferry sails twice a week.", set(), topic="Brenvik Isle")[0][0] == \
+        "What does the text on Brenvik Isle say about the ferry?"

@@ -175,6 +175,30 @@ def inverted(sentence: str) -> tuple[str, str] | None:
     return None
 
 
+_JOINS = ("; ", ", and ", ", but ", ", while ")
+
+
+def clauses(sentence: str) -> list[str]:
+    """The independent clauses of a compound sentence, each standing alone ("The islanders rebuilt
+    the town in stone, and the Marrant Seawall was finished in 1711 to protect the harbour." ->
+    "The Marrant Seawall was finished in 1711 to protect the harbour."), so that the fact in a
+    later clause is asked the way a reader asks it; [] for a simple sentence. A part counts only
+    when it reads as a statement with its own subject (``_INVERT``): "on foot, and by pony cart"
+    is not one."""
+    parts = [sentence.strip().rstrip(".!")]
+    for join in _JOINS:
+        parts = [x for part in parts for x in part.split(join)]
+    if len(parts) < 2:
+        return []
+    out = []
+    for part in parts[:FACTS_PER_SENTENCE]:
+        c = part.strip()
+        c = c[:1].upper() + c[1:] + "."
+        if _INVERT.match(c.rstrip(".")) and c.split()[0].lower() not in _PRONOUNS:
+            out.append(c)
+    return out
+
+
 def about(sentence: str, topic: str | None) -> tuple[str, str] | None:
     """A name the sentence states a fact about, asked for that fact ("What do you know about the
     Grey Heron?")."""
@@ -196,7 +220,7 @@ _THE_NOUN = re.compile(r"\b[Tt]he ([a-z]{3,})\b")
 _VAGUE = {"island", "text", "document", "same", "other", "first", "main", "most", "rest", "age", "sea", "year"}
 
 
-def keywords(sentence: str, seen: set[str], limit: int = 2) -> list[tuple[str, str]]:
+def keywords(sentence: str, seen: set[str], limit: int = 2, topic: str | None = None) -> list[tuple[str, str]]:
     """What the sentence says about the things it names in lower case ("the crossing", "the
     wardens"): a short question each, for things not asked about already in this chunk. The
     answer is the sentence, so a fact stated once is still answered several times, by questions
@@ -207,7 +231,7 @@ def keywords(sentence: str, seen: set[str], limit: int = 2) -> list[tuple[str, s
         if thing in _VAGUE or thing in seen:
             continue
         seen.add(thing)
-        out.append((f"What does the text say about the {thing}?", sentence.strip()))
+        out.append((f"What does {_the_text(topic)} say about the {thing}?", sentence.strip()))
         if len(out) >= limit:
             break
     return out
@@ -237,11 +261,17 @@ def negative(sentence: str) -> tuple[str, str] | None:
     return (f"{m.group(1).capitalize()} there {m.group('rest').strip()}?", "No. " + sentence.strip()) if m else None
 
 
-def subject(sentence: str) -> tuple[str, str] | None:
+def _the_text(topic: str | None) -> str:
+    """"the text on Orrin Lake": a question that names its document, so that "the ferry" of two
+    documents are two things to the student, not one."""
+    return f"the text on {topic}" if topic else "the text"
+
+
+def subject(sentence: str, topic: str | None = None) -> tuple[str, str] | None:
     """What the sentence says about its subject ("The crossing takes three hours ..." -> "What
     does the text say about the crossing?"), for sentences no other form fits."""
     m = _SUBJECT.match(sentence.strip())
-    return (f"What does the text say about {_lower_first(m.group('subj'))}?", sentence.strip()) if m else None
+    return (f"What does {_the_text(topic)} say about {_lower_first(m.group('subj'))}?", sentence.strip()) if m else None
 
 
 def passages(sents: list[str], topic: str, sample: int, sizes: tuple[int, ...] = (2, 3)) -> list[str]:
@@ -279,8 +309,11 @@ def knowledge(prompt: Prompt, sample: int) -> str:
         for i, raw in enumerate(sents):
             s = resolve(raw, topic)
             forms = [qa for qa in (inverted(s), wh_question(s), definition(s), negative(s), cloze(s)) if qa]
-            forms += abouts(s, topic) + when(s, topic) + keywords(s, things)
-            forms = forms or [qa for qa in (subject(s),) if qa]
+            # a compound sentence's later facts asked of their own clause, answered by it
+            forms += [qa for c in clauses(s) for qa in (inverted(c), definition(c)) if qa and qa[0] not in
+                      {q for q, _ in forms}]
+            forms += abouts(s, topic) + when(s, topic) + keywords(s, things, topic=topic)
+            forms = forms or [qa for qa in (subject(s, topic),) if qa]
             seen = set()
             for j, (q, a) in enumerate(forms):
                 if q in seen or (i + j + sample) % 2:
