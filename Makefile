@@ -38,6 +38,7 @@ bench: setup  # every benchmark once (filter: --quick; its full run with the 5k 
 	$(PY) bench/webhook.py
 	$(PY) bench/filter.py --quick
 	$(PY) bench/train.py
+	$(PY) bench/train_precision.py --quick
 	$(PY) bench/rerun.py
 	$(PY) bench/serve.py
 	$(PY) bench/sdg.py
