@@ -9,7 +9,7 @@ Three named recipes, chosen by ``--recipe`` (default ``auto``) and named in ever
 - ``cpu``: a pretrained student on a few CPU cores (SmolLM2-135M in ``make demo``). Full
   fine-tuning runs ~60 tokens/s on 2 cores; this recipe trains the top ``CPU_TRAIN_LAYERS``
   layers (half of SmolLM2's 30: ~190 tokens/s here in fp32; in bf16 with fp32 masters where the
-  CPU has AMX, 1.6-1.8x that, same facts learnt) at a learning rate high enough to store new
+  CPU has AMX, ~1.5x that at the same loss and facts learnt) at a learning rate high enough to store new
   facts in 2-4 + 1 epochs (3e-4, then 5e-5 so that skills do not wash the facts out): minutes, not
   hours. 3e-4 over 2e-4 and 4e-4, measured on Brenvik Isle alone after phase 1 (its 15 held-out
   items + 28 other questions on its facts, key facts right / wrong of 43): 2e-4 23 / 13, 3e-4
