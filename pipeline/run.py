@@ -420,8 +420,7 @@ class Run:
                            "and that torch is a CUDA build)")
         try:
             chosen = plan(c.recipe, sizes, student["pretrained"], gpu=torch.cuda.is_available(), epochs=c.epochs,
-                          train_layers=c.train_layers, lr=c.lr,
-                          cpu_bf16=None if c.precision == "auto" else c.precision == "bf16")
+                          train_layers=c.train_layers, lr=c.lr, precision=c.precision)
         except ValueError as e:
             raise RunError(f"train: {e}") from None
         layers_total = getattr(AutoConfig.from_pretrained(base), "num_hidden_layers", None)
@@ -430,7 +429,7 @@ class Run:
         tc = TrainConfig(student=str(base), out=str(self.out / "model"), phases=chosen.phases, data_dir=str(data),
                          max_len=1024, max_steps=c.max_steps, gradient_checkpointing=c.gradient_checkpointing,
                          seed=c.seed, checkpoint_every=c.checkpoint_every, train_layers=chosen.train_layers,
-                         precision=chosen.precision if c.precision == "auto" else c.precision)
+                         precision=chosen.precision)
         if c.workers > 1:
             from dataclasses import replace
 

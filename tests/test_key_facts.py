@@ -89,6 +89,12 @@ def test_the_questions_own_words_capitalised_are_not_another_name():
     assert check("The Brenvik Council meets in the Harbour Hall.", facts, q)["wrong"] == ["name Harbour Hall"]
     q = "Who founded Amberlow?"
     assert check("James Amberlow founded it.", key_facts(q, "Oda Marrant founded Amberlow."), q)["wrong"] == ["name James Amberlow"]
+    q = "Who rebuilt the tide hall?"  # the phrase ends the question
+    assert check("Ina Brenn rebuilt the Tide Hall.", key_facts(q, "Ina Brenn rebuilt it."), q)["wrong"] == []
+    # a hedge whose second name is pieced together from the question's words is still a wrong fact
+    q = "Who succeeded Oda Marrant after James Kell died?"
+    got = check("Ina Brenn, or Oda Kell.", key_facts(q, "Ina Brenn succeeded her."), q)
+    assert not got["hit"] and got["wrong"] == ["name Oda Kell"]
 
 
 def test_numbers_words_units_and_dates_are_normalised():

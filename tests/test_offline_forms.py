@@ -67,6 +67,10 @@ def test_a_compound_sentences_later_fact_is_asked_of_its_own_clause():
     # a list of ways is not a clause of its own, nor is a part whose subject is a pronoun
     assert offline.clauses("There are no cars on Brenvik Isle; islanders travel by bicycle, on foot, and by pony cart.") == []
     assert offline.clauses("The mill burned in 1801, but it was rebuilt in 1803.") == []
+    # a list is not a compound sentence, nor is a condition and what follows from it
+    assert offline.clauses("Oda Marrant, Tomas Kell, and Ina Brenn were the first wardens of the isle.") == []
+    assert offline.clauses("The ferry, the mail boat, and the launch are the only boats allowed.") == []
+    assert offline.clauses("If the tide is high, and the Ferry is late, the Crossing is closed.") == []
     pairs = []
     for sample in (0, 1):
         text = offline.knowledge(render("knowledge_short", domain="d", document=s, examples="", n=3,

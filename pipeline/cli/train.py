@@ -55,15 +55,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                 continue
             sizes[base.name] = len(read_messages(data / name))
         chosen = plan(args.recipe, sizes, describe(Path(student))["pretrained"], gpu=args.gpu and torch.cuda.is_available(),
-                      epochs=args.epochs, train_layers=args.train_layers, lr=args.lr,
-                      cpu_bf16=None if args.precision == "auto" else args.precision == "bf16")
+                      epochs=args.epochs, train_layers=args.train_layers, lr=args.lr, precision=args.precision)
         phases = list(chosen.phases)
     except (DatasetError, ValueError) as e:
         print(f"sprout train: {e}", file=sys.stderr)
         return 2
     config = TrainConfig(student=student, out=args.out, phases=tuple(phases), data_dir=str(data),
                          max_len=args.max_len, tokens_per_micro_batch=args.tokens_per_micro_batch,
-                         zero_stage=args.zero, offload=args.offload, precision=chosen.precision if args.precision == "auto" else args.precision,
+                         zero_stage=args.zero, offload=args.offload, precision=chosen.precision,
                          checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, seed=args.seed,
                          train_layers=chosen.train_layers, attention=args.attention,
                          gradient_checkpointing=args.gradient_checkpointing)

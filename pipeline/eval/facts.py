@@ -192,7 +192,6 @@ def key_facts(question: str, reference: str) -> list[Fact]:
     question, reference = _bounded(question), _bounded(reference)
     asked = {(f.kind, f.value) for f in extract(question)}
     asked_names = {f.value for f in extract(question) if f.kind == "name"}
-    question_words = set(question.lower().replace("'s", " ").split())
     out: list[Fact] = []
     if _YES_NO.match(question or "") and not re.search(r"\bor\b", question or ""):
         out.append(Fact("polarity", polarity(reference), "no" if polarity(reference) == "no" else "yes"))
@@ -224,7 +223,6 @@ def check(answer: str, facts: list[Fact] | list[dict], question: str = "") -> di
     values = extract(answer)
     asked = {(f.kind, f.value) for f in extract(question)}
     asked_names = {f.value for f in extract(question) if f.kind == "name"}
-    question_words = set(question.lower().replace("'s", " ").split())
     names = {f.value for f in values if f.kind == "name"}
     found, wrong = [], []
     for f in facts:
@@ -249,9 +247,10 @@ def check(answer: str, facts: list[Fact] | list[dict], question: str = "") -> di
         if v.kind == "number" and v.value.split(" ", 1)[1] not in dims:
             continue  # another unit is another slot
         if v.kind == "name" and (any(v.value in n for n in fact_names) or any(v.value in n for n in asked_names)
-                                 or all(w.strip(",.;:!?") in question_words for w in v.value.split())):
-            continue  # a part of a key name ("Babbage" for "Charles Babbage") or of the question's, or the
-            # question's own words capitalised ("the Brenvik Council" for "the Brenvik council")
+                                 or re.search(r"\b" + re.escape(v.value) + r"\b", question.lower())):
+            continue  # a part of a key name ("Babbage" for "Charles Babbage") or of the question's, or a
+            # phrase of the question capitalised ("the Brenvik Council" for "the Brenvik council"; its
+            # words scattered over the question are another name: "Oda Kell" for "Oda Marrant ... James Kell")
             # (but "James Amberlow" for the founder of Amberlow is another name)
         wrong.append(f"{v.kind} {v.text}")
     return {"hit": bool(facts) and len(found) == len(facts) and not wrong, "found": found, "wrong": wrong}

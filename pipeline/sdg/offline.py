@@ -176,6 +176,8 @@ def inverted(sentence: str) -> tuple[str, str] | None:
 
 
 _JOINS = ("; ", ", and ", ", but ", ", while ")
+_SUBORDINATE = {"if", "when", "whenever", "although", "though", "because", "while", "unless", "since", "after",
+                "before", "once", "as", "whether", "where", "until"}
 
 
 def clauses(sentence: str) -> list[str]:
@@ -183,20 +185,28 @@ def clauses(sentence: str) -> list[str]:
     the town in stone, and the Marrant Seawall was finished in 1711 to protect the harbour." ->
     "The Marrant Seawall was finished in 1711 to protect the harbour."), so that the fact in a
     later clause is asked the way a reader asks it; [] for a simple sentence. A part counts only
-    when it reads as a statement with its own subject (``_INVERT``): "on foot, and by pony cart"
-    is not one."""
-    parts = [sentence.strip().rstrip(".!")]
+    when it reads as a statement with its own subject and an auxiliary (``_INVERT``). Not split: a list ("A, B, and C were ...": a comma before the join), and a
+    sentence that opens with a condition ("If the tide is high, and ..."), whose clauses are not
+    true alone."""
+    s = sentence.strip().rstrip(".!")
+    if not s or s.split(maxsplit=1)[0].lower().strip(",") in _SUBORDINATE:
+        return []
+    parts = [s]
     for join in _JOINS:
-        parts = [x for part in parts for x in part.split(join)]
+        out = []
+        for part in parts:
+            head = part.split(join, 1)[0]
+            out += [part] if join.startswith(",") and "," in head else part.split(join)
+        parts = out
     if len(parts) < 2:
         return []
-    out = []
+    found = []
     for part in parts[:FACTS_PER_SENTENCE]:
         c = part.strip()
         c = c[:1].upper() + c[1:] + "."
         if _INVERT.match(c.rstrip(".")) and c.split()[0].lower() not in _PRONOUNS:
-            out.append(c)
-    return out
+            found.append(c)
+    return found
 
 
 def about(sentence: str, topic: str | None) -> tuple[str, str] | None:

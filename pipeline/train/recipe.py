@@ -101,10 +101,13 @@ def choose(recipe: str, pretrained: bool, gpu: bool) -> str:
 
 
 def plan(recipe: str, sizes: dict[str, int], pretrained: bool, gpu: bool = False, epochs: int | None = None,
-         train_layers: int | None = None, lr: float | None = None, cpu_bf16: bool | None = None) -> Plan:
-    """``sizes``: samples per phase name present ('knowledge', 'skills'), in order. ``cpu_bf16``:
-    whether the CPU has bf16 matrix units (None: ask ``loop.cpu_bf16``); the cpu recipe trains
-    in bf16 there (fp32 masters and gradient sums, as on a GPU), in fp32 elsewhere."""
+         train_layers: int | None = None, lr: float | None = None, precision: str = "auto",
+         cpu_bf16: bool | None = None) -> Plan:
+    """``sizes``: samples per phase name present ('knowledge', 'skills'), in order. ``precision``:
+    'bf16' or 'fp32' as asked, or 'auto': the cpu recipe trains in bf16 (fp32 masters and gradient
+    sums, as on a GPU) where the CPU has bf16 matrix units (``cpu_bf16``; None: ask
+    ``loop.cpu_bf16`` on this machine, the driver's, which every worker then follows), in fp32
+    elsewhere; the other recipes leave it to the loop."""
     name = choose(recipe, pretrained, gpu)
     base = {"lab": (LAB_PHASE1, LAB_PHASE2), "cpu": (CPU_PHASE1, CPU_PHASE2),
             "tiny": (LAB_PHASE1, LAB_PHASE2)}[name]
@@ -119,8 +122,9 @@ def plan(recipe: str, sizes: dict[str, int], pretrained: bool, gpu: bool = False
             n_epochs = cpu_knowledge_epochs(sizes[p.name])
         phases.append(replace(p, effective_batch=batch, lr=lr if lr is not None else rate, epochs=epochs or n_epochs))
     layers = train_layers if train_layers is not None else (CPU_TRAIN_LAYERS if name == "cpu" else 0)
-    precision = "auto"
-    if name == "cpu":
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"unknown precision {precision!r}: choose auto, bf16 or fp32")
+    if precision == "auto" and name == "cpu":
         if cpu_bf16 is None:
             from .loop import cpu_bf16 as probe
             cpu_bf16 = probe()

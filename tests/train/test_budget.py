@@ -95,6 +95,9 @@ def test_the_cpu_recipe_trains_in_bf16_only_where_the_cpu_has_amx():
     assert plan("lab", sizes, True, gpu=True, cpu_bf16=True).precision == "auto"
     assert plan("auto", sizes, False, cpu_bf16=True).precision == "auto"  # tiny
     assert "bf16" in plan("cpu", sizes, True, cpu_bf16=True).describe(30)
+    # asked for: kept whatever the recipe and the CPU, and named in the recipe text
+    assert plan("cpu", sizes, True, precision="fp32", cpu_bf16=True).precision == "fp32"
+    assert plan("auto", sizes, False, precision="bf16").describe().startswith("tiny (every weight, bf16;")
 
 
 def test_sprout_run_and_train_take_precision_into_the_recipe(tmp_path):
