@@ -185,9 +185,9 @@ def clauses(sentence: str) -> list[str]:
     the town in stone, and the Marrant Seawall was finished in 1711 to protect the harbour." ->
     "The Marrant Seawall was finished in 1711 to protect the harbour."), so that the fact in a
     later clause is asked the way a reader asks it; [] for a simple sentence. A part counts only
-    when it reads as a statement with its own subject and an auxiliary (``_INVERT``). Not split: a list ("A, B, and C were ...": a comma before the join), and a
-    sentence that opens with a condition ("If the tide is high, and ..."), whose clauses are not
-    true alone."""
+    when it reads as a statement with its own subject and an auxiliary (``_INVERT``). Not split:
+    a list ("A, B, and C were ...": a comma before the join), and a sentence that opens with a
+    condition ("If the tide is high, and ..."), whose clauses are not true alone."""
     s = sentence.strip().rstrip(".!")
     if not s or s.split(maxsplit=1)[0].lower().strip(",") in _SUBORDINATE:
         return []
@@ -320,8 +320,8 @@ def knowledge(prompt: Prompt, sample: int) -> str:
             s = resolve(raw, topic)
             forms = [qa for qa in (inverted(s), wh_question(s), definition(s), negative(s), cloze(s)) if qa]
             # a compound sentence's later facts asked of their own clause, answered by it
-            forms += [qa for c in clauses(s) for qa in (inverted(c), definition(c)) if qa and qa[0] not in
-                      {q for q, _ in forms}]
+            asked = {q for q, _ in forms}
+            forms += [qa for c in clauses(s) for qa in (inverted(c), definition(c)) if qa and qa[0] not in asked]
             forms += abouts(s, topic) + when(s, topic) + keywords(s, things, topic=topic)
             forms = forms or [qa for qa in (subject(s, topic),) if qa]
             seen = set()
